@@ -1,0 +1,1 @@
+"""Task datasets: sinusoid, Omniglot, MiniImagenet, and the tools that prepare them."""

@@ -1,0 +1,1 @@
+"""MAML-TRPO meta-reinforcement learning (cbfinn/maml_rl semantics)."""
