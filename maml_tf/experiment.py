@@ -1,0 +1,85 @@
+"""Config -> model and meta-learner, and their state under the reference's TF1 names."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from maml_tf.config import Config
+from maml_tf.errors import MamlError
+from maml_tf.meta.adapt import InnerLoop
+from maml_tf.meta.step import MetaConfig, MetaLearner
+from maml_tf.models.nets import NetSpec, build_model
+
+
+def net_spec(cfg: Config, dtype: str = "float32") -> NetSpec:
+    """The reference architecture for these flags (maml.py's construct_*_weights / forward_*)."""
+    if cfg.datasource == "sinusoid":
+        return NetSpec("fc", cfg.dim_input, cfg.dim_output, norm=cfg.norm, hidden=(40, 40),
+                       norm_variant=cfg.norm_variant, dtype=dtype)
+    if not cfg.conv:
+        return NetSpec("fc", cfg.dim_input, cfg.dim_output, norm=cfg.norm, hidden=(256, 128, 64, 64),
+                       norm_variant=cfg.norm_variant, dtype=dtype)
+    mini = cfg.datasource == "miniimagenet"
+    return NetSpec("conv", cfg.dim_input, cfg.dim_output, norm=cfg.norm, num_filters=cfg.num_filters,
+                   channels=3 if mini else 1, max_pool=cfg.max_pool, w5_init="glorot" if mini else "normal",
+                   norm_variant=cfg.norm_variant, dtype=dtype)
+
+
+def inner_loop(cfg: Config) -> InnerLoop:
+    return InnerLoop(update_lr=cfg.update_lr, num_updates=cfg.num_updates, num_steps=cfg.num_steps,
+                     stop_grad=cfg.stop_grad, classification=cfg.classification,
+                     update_batch_size=cfg.update_batch_size)
+
+
+def build(cfg: Config, dtype: str = "float32", meta_batch_size: int | None = None) -> MetaLearner:
+    """Model + MetaLearner for `cfg` (the totals' divisor defaults to --meta_batch_size)."""
+    model = build_model(net_spec(cfg, dtype), seed=cfg.seed)
+    mc = MetaConfig(loop=inner_loop(cfg), meta_lr=cfg.meta_lr,
+                    meta_batch_size=meta_batch_size or cfg.meta_batch_size,
+                    clip_value=cfg.clip_value, jit_compile=cfg.jit_compile)
+    return MetaLearner(model, mc)
+
+
+def weight_tensors(learner: MetaLearner) -> dict:
+    return dict(zip(learner.model.reference_names, learner.variables))
+
+
+def state_tensors(learner: MetaLearner) -> dict:
+    """Weights and both Adams under the names the reference graph gives them."""
+    names = learner.model.reference_names
+    out = weight_tensors(learner)
+    out.update(learner.pretrain_optimizer.state(names, ("Adam", "Adam_1"), ""))
+    out.update(learner.meta_optimizer.state(names, ("Adam_2", "Adam_3"), "_1"))
+    return out
+
+
+def assign_weights(learner: MetaLearner, tensors: Mapping[str, np.ndarray], source: str) -> None:
+    """Load weights by reference name, naming any variable that is missing or does not fit."""
+    for name, var in weight_tensors(learner).items():
+        if name not in tensors:
+            present = ", ".join(sorted(k for k in tensors if k.startswith("model/"))[:12])
+            raise MamlError(f"{source}: variable {name} is missing (this model needs it; the checkpoint has: "
+                            f"{present}...). Was it written with other flags (--datasource/--conv/--norm/...)?")
+        value = np.asarray(tensors[name])
+        if tuple(value.shape) != tuple(var.shape):
+            raise MamlError(f"{source}: variable {name} has shape {list(value.shape)} but this model expects "
+                            f"{list(var.shape)} (checkpoint from another architecture: check --num_classes, "
+                            f"--num_filters, --datasource, --max_pool, --conv)")
+    for name, var in weight_tensors(learner).items():
+        var.assign(np.asarray(tensors[name]).astype(var.dtype))
+
+
+def assign_state(learner: MetaLearner, tensors: Mapping[str, np.ndarray], source: str) -> bool:
+    """Weights, then optimizer state when the checkpoint has it. Returns True if Adam state was restored."""
+    assign_weights(learner, tensors, source)
+    state = state_tensors(learner)
+    opt_names = [n for n in state if n not in weight_tensors(learner)]
+    if not all(n in tensors for n in opt_names):
+        return False
+    for n in opt_names:
+        value = np.asarray(tensors[n])
+        if tuple(value.shape) != tuple(state[n].shape):
+            raise MamlError(f"{source}: optimizer slot {n} has shape {list(value.shape)}, expected {list(state[n].shape)}")
+        state[n].assign(value.astype(state[n].dtype))
+    return True

@@ -1,0 +1,79 @@
+"""`python -m maml_tf.main`: train or test MAML with the flags of cbfinn/maml's main.py.
+
+    # 10-shot sinusoid (the paper's settings; the reference default alpha is 1e-3, the paper's 0.01)
+    python -m maml_tf.main --datasource=sinusoid --metatrain_iterations=70000 --norm=None \
+        --update_batch_size=10 --update_lr=0.01
+    # ... then its test protocol (600 tasks), with K=5 test shots
+    python -m maml_tf.main --datasource=sinusoid --metatrain_iterations=70000 --norm=None \
+        --update_batch_size=5 --train_update_batch_size=10 --update_lr=0.01 --train=False
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from maml_tf.config import Config
+from maml_tf.errors import MamlError
+
+FLAGS = flags.FLAGS
+
+# -- reference flags (main.py) ------------------------------------------------------------------
+flags.DEFINE_string("datasource", "sinusoid", "sinusoid or omniglot or miniimagenet")
+flags.DEFINE_integer("num_classes", 5, "number of classes used in classification (e.g. 5-way classification).")
+flags.DEFINE_string("baseline", None, "oracle, or None")
+flags.DEFINE_integer("pretrain_iterations", 0, "number of pre-training iterations.")
+flags.DEFINE_integer("metatrain_iterations", 15000, "number of metatraining iterations.")
+flags.DEFINE_integer("meta_batch_size", 25, "number of tasks sampled per meta-update")
+flags.DEFINE_float("meta_lr", 0.001, "the base learning rate of the generator")
+flags.DEFINE_integer("update_batch_size", 5, "number of examples used for inner gradient update (K for K-shot learning).")
+flags.DEFINE_float("update_lr", 1e-3, "step size alpha for inner gradient update.")
+flags.DEFINE_integer("num_updates", 1, "number of inner gradient updates during training.")
+flags.DEFINE_string("norm", "batch_norm", "batch_norm, layer_norm, or None")
+flags.DEFINE_integer("num_filters", 64, "number of filters for conv nets -- 32 for miniimagenet, 64 for omiglot.")
+flags.DEFINE_bool("conv", True, "whether or not to use a convolutional network, only applicable in some cases")
+flags.DEFINE_bool("max_pool", False, "Whether or not to use max pooling rather than strided convolutions")
+flags.DEFINE_bool("stop_grad", False, "if True, do not use second derivatives in meta-optimization (for speed)")
+flags.DEFINE_bool("log", True, "if false, do not log summaries, for debugging code.")
+flags.DEFINE_string("logdir", "/tmp/data", "directory for summaries and checkpoints.")
+flags.DEFINE_bool("resume", True, "resume training if there is a model available")
+flags.DEFINE_bool("train", True, "True to train, False to test.")
+flags.DEFINE_integer("test_iter", -1, "iteration to load model (-1 for latest model)")
+flags.DEFINE_bool("test_set", False, "Set to true to test on the the test set, False for the validation set.")
+flags.DEFINE_integer("train_update_batch_size", -1, "number of examples used for gradient update during training (use if you want to test with a different number).")
+flags.DEFINE_float("train_update_lr", -1, "value of inner gradient step step during training. (use if you want to test with a different value)")
+# -- maml-tf additions ----------------------------------------------------------------------------
+flags.DEFINE_string("data_dir", "data", "[maml-tf] folder holding omniglot_resized/ and miniImagenet/ (the reference used ./data)")
+flags.DEFINE_integer("seed", 1, "[maml-tf] seed of the initial weights and of the training task stream")
+flags.DEFINE_integer("num_test_tasks", 600, "[maml-tf] tasks in the test protocol (the reference's NUM_TEST_POINTS)")
+flags.DEFINE_integer("test_chunk", 50, "[maml-tf] test tasks evaluated together (speed only; results are per task)")
+flags.DEFINE_bool("test_after_train", False, "[maml-tf] after training, run the test protocol on the final weights")
+flags.DEFINE_bool("jit_compile", False, "[maml-tf] compile the meta-step with XLA")
+flags.DEFINE_integer("save_interval", 1000, "[maml-tf] checkpoint every N iterations (reference: 1000)")
+flags.DEFINE_integer("print_interval", 0, "[maml-tf] print every N iterations (0: reference's 1000 sinusoid / 100 images)")
+flags.DEFINE_integer("summary_interval", 100, "[maml-tf] TensorBoard summaries every N iterations")
+flags.DEFINE_integer("val_interval", 500, "[maml-tf] meta-validation every N iterations (image datasets)")
+
+REFERENCE_FLAGS = [f.name for f in __import__("dataclasses").fields(Config) if f.name != "norm_variant"]
+
+
+def config_from_flags() -> Config:
+    return Config.from_dict({name: getattr(FLAGS, name) for name in REFERENCE_FLAGS})
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        from maml_tf.run import run
+
+        run(config_from_flags())
+    except MamlError as e:
+        print(f"maml_tf: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,113 @@
+"""The inner loop: per-task fast weights by SGD on the support set, evaluated on the query set.
+
+All tasks of a meta-batch are computed together: adapted weights get a leading task axis, and the
+gradient of the *sum* of the task losses w.r.t. those per-task weights is exactly each task's own
+gradient (tasks share nothing). Second-order MAML falls out of running this under an outer
+GradientTape; `stop_grad` cuts the inner gradients (first-order MAML), as the reference's flag does.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from maml_tf.models.fast_weights import substitute
+from maml_tf.meta import losses
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerLoop:
+    """The inner-loop hyperparameters.
+
+    num_updates: steps whose result feeds the meta-loss (training); num_steps: steps evaluated
+    (max(test_num_updates, num_updates) in the reference); the extra ones are not differentiated.
+    """
+
+    update_lr: float
+    num_updates: int
+    num_steps: int
+    stop_grad: bool = False
+    classification: bool = False
+    update_batch_size: int = 1  # K, the divisor of the classification loss
+
+    def loss(self, pred: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
+        if self.classification:
+            return losses.xent(pred, label, self.update_batch_size)
+        return losses.mse(pred, label)
+
+
+def forward(model, params: Sequence[tf.Tensor], x: tf.Tensor) -> tf.Tensor:
+    """Run the Keras `model` with `params` in place of its trainable variables."""
+    with substitute(model.trainable_variables, params):
+        return model(x)
+
+
+def per_task(params: Sequence[tf.Tensor], adaptable: Sequence[bool], num_tasks) -> list[tf.Tensor]:
+    """Give each adapted weight a leading task axis (one copy per task); others stay shared."""
+    return [tf.broadcast_to(p, tf.concat([[num_tasks], tf.shape(p)], 0)) if a else p
+            for p, a in zip(params, adaptable)]
+
+
+def sgd_step(model, fast: list[tf.Tensor], adaptable: Sequence[bool], x, y, loop: InnerLoop):
+    """One inner step on (x, y): returns (outputs before the step, task losses, new fast weights)."""
+    idx = [i for i, a in enumerate(adaptable) if a]
+    with tf.GradientTape() as tape:
+        for i in idx:
+            tape.watch(fast[i])
+        out = forward(model, fast, x)
+        task_loss = loop.loss(out, y)
+        objective = tf.reduce_sum(task_loss)
+    grads = tape.gradient(objective, [fast[i] for i in idx])
+    new = list(fast)
+    for i, g in zip(idx, grads):
+        if loop.stop_grad:
+            g = tf.stop_gradient(g)
+        new[i] = fast[i] - tf.cast(loop.update_lr, g.dtype) * g
+    return out, task_loss, new
+
+
+def adapt_and_evaluate(model, params: Sequence[tf.Tensor], inputa, labela, inputb, labelb,
+                       loop: InnerLoop, outer_tape: tf.GradientTape | None = None) -> dict[str, tf.Tensor]:
+    """The reference's `task_metalearn` for all tasks at once.
+
+    Returns per-task quantities: outputas [T,B,D], lossesa, and for each step j=1..num_steps the
+    query outputs/losses after j steps (stacked on a leading step axis), plus accuracies when
+    classifying. Steps after `num_updates` run with `outer_tape` paused, since the meta-loss does
+    not depend on them.
+    """
+    adaptable = model.adaptable
+    fast = per_task(params, adaptable, tf.shape(inputa)[0])
+    outputbs, lossesb = [], []
+    outputas = lossesa = None
+    for j in range(loop.num_steps):
+        paused = outer_tape is not None and j >= loop.num_updates
+        with outer_tape.stop_recording() if paused else contextlib.nullcontext():
+            outa, lossa, fast = sgd_step(model, fast, adaptable, inputa, labela, loop)
+            if j == 0:
+                outputas, lossesa = outa, lossa
+            outb = forward(model, fast, inputb)
+            outputbs.append(outb)
+            lossesb.append(loop.loss(outb, labelb))
+    result = {"outputas": outputas, "lossesa": lossesa,
+              "outputbs": tf.stack(outputbs), "lossesb": tf.stack(lossesb)}
+    if loop.classification:
+        result["accuraciesa"] = losses.accuracy(outputas, labela)
+        result["accuraciesb"] = tf.stack([losses.accuracy(o, labelb) for o in outputbs])
+    return result
+
+
+def totals(result: dict[str, tf.Tensor], meta_batch_size) -> dict[str, tf.Tensor]:
+    """The reference's totals: sums over tasks (and examples) divided by meta_batch_size."""
+    mb = tf.cast(meta_batch_size, result["lossesa"].dtype)
+    steps_axes = list(range(1, result["lossesb"].shape.rank))
+    out = {"total_loss1": tf.reduce_sum(result["lossesa"]) / mb,
+           "total_losses2": tf.reduce_sum(result["lossesb"], axis=steps_axes) / mb}
+    if "accuraciesa" in result:
+        out["total_accuracy1"] = tf.reduce_sum(result["accuraciesa"]) / mb
+        out["total_accuracies2"] = tf.reduce_sum(result["accuraciesb"], axis=1) / mb
+    return out
+
+
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]

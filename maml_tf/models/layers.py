@@ -1,0 +1,199 @@
+"""Keras layers of the reference networks, written for a leading *task* axis.
+
+Every layer takes inputs shaped [T, B, ...] (T tasks of B examples each) and weights that are either
+shared by all tasks (the variable's shape) or per task ([T, *shape], fast weights of the inner loop).
+Normalisation statistics are always those of the current call, per task, as in the reference
+(tf.contrib batch_norm with is_training=True and no moving averages).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from maml_tf.models.fast_weights import read
+
+# How per-task convolutions are computed: "grouped" (one grouped conv over all tasks) or "loop"
+# (one conv per task, unrolled). Both are exact; which is faster depends on the hardware (bench/).
+CONV_IMPL = {"per_task": "grouped"}
+
+
+def _per_task(w: tf.Tensor, base_rank: int) -> bool:
+    return w.shape.rank == base_rank + 1
+
+
+class TaskDense(keras.layers.Layer):
+    """y = x @ W + b, with W, b shared or per task."""
+
+    def __init__(self, units: int, kernel_initializer="glorot_uniform", kernel_name="kernel",
+                 bias_name="bias", **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_name, self.bias_name = kernel_name, bias_name
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(int(input_shape[-1]), self.units),
+                                      initializer=self.kernel_initializer, name=self.kernel_name)
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name=self.bias_name)
+
+    def call(self, x):
+        w, b = read(self.kernel), read(self.bias)
+        if _per_task(w, 2):
+            y = tf.matmul(x, w)
+        else:
+            shape = tf.shape(x)
+            y = tf.reshape(tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), w),
+                           tf.concat([shape[:-1], [self.units]], 0))
+        if _per_task(b, 1):
+            b = b[:, None, :]
+        return y + b
+
+
+class TaskConv2D(keras.layers.Layer):
+    """3x3 SAME convolution + bias (stride 2 without max-pool, 1 with), as the reference conv_block."""
+
+    def __init__(self, filters: int, strides: int, kernel_name="kernel", bias_name="bias", **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides = filters, strides
+        self.kernel_name, self.bias_name = kernel_name, bias_name
+
+    def build(self, input_shape):
+        cin = int(input_shape[-1])
+        self.kernel = self.add_weight(shape=(3, 3, cin, self.filters), initializer="glorot_uniform",
+                                      name=self.kernel_name)
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name=self.bias_name)
+
+    def call(self, x):
+        k, b = read(self.kernel), read(self.bias)
+        s = [1, self.strides, self.strides, 1]
+        t, n = tf.shape(x)[0], tf.shape(x)[1]
+        h, w, c = x.shape[2], x.shape[3], x.shape[4]
+        if not _per_task(k, 4):
+            y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
+            y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
+        elif CONV_IMPL["per_task"] == "loop" and x.shape[0] is not None:
+            y = tf.stack([tf.nn.conv2d(x[i], k[i], s, "SAME") for i in range(x.shape[0])])
+        else:
+            # Tasks become channel groups: [T,B,H,W,C] -> [B,H,W,T*C], [T,3,3,C,F] -> [3,3,C,T*F].
+            xg = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), tf.stack([n, h, w, t * c]))
+            kg = tf.reshape(tf.transpose(k, [1, 2, 3, 0, 4]), tf.stack([3, 3, c, t * self.filters]))
+            y = tf.nn.conv2d(xg, kg, s, "SAME")
+            ys = tf.shape(y)
+            y = tf.reshape(y, tf.stack([n, ys[1], ys[2], t, self.filters]))
+            y = tf.transpose(y, [3, 0, 1, 2, 4])
+        if _per_task(b, 1):
+            b = tf.reshape(b, [-1, 1, 1, 1, self.filters])
+        return y + b
+
+
+def _moments(x: tf.Tensor, axes: list[int], variant: str, shift: tf.Tensor | None = None):
+    """Mean and variance with exact second derivatives.
+
+    "exact": var = E[(x-s)^2] - E[x-s]^2 (TF 1.0 sufficient statistics; exact for any constant s,
+    so its autodiff gives the exact Hessian). "tf2": var = mean((x - stop_gradient(mean))^2), what
+    tf.nn.moments / Keras BatchNormalization do: right value and first derivative, but a dropped
+    second-derivative term (golden README, quirk 5). Kept only to reproduce *_normvariants fixtures.
+    """
+    if variant == "tf2":
+        mean = tf.reduce_mean(x, axes, keepdims=True)
+        var = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)), axes, keepdims=True)
+        return mean, var
+    count = 1.0
+    for a in axes:
+        count *= x.shape[a]
+    divisor = tf.math.reciprocal(tf.constant(count, x.dtype))
+    xs = x if shift is None else x - shift
+    shifted_mean = tf.reduce_sum(xs, axes, keepdims=True) * divisor
+    var = tf.reduce_sum(tf.square(xs), axes, keepdims=True) * divisor - tf.square(shifted_mean)
+    mean = shifted_mean if shift is None else shifted_mean + shift
+    return mean, var
+
+
+def _normalize(x, mean, var, offset, scale, eps):
+    # The formula of tf.nn.batch_normalization, so float32 rounding follows the reference.
+    inv = tf.math.rsqrt(var + eps)
+    if scale is not None:
+        inv = inv * scale
+    return x * inv + (offset - mean * inv)
+
+
+class BatchNormExact(keras.layers.Layer):
+    """Batch norm with the statistics of the current call, per task, offset (beta) only, eps 1e-3.
+
+    The reference (contrib batch_norm, is_training=True, scale=False) never uses or updates moving
+    averages, so none are kept. Beta is meta-learned but not adapted in the inner loop.
+    """
+
+    def __init__(self, variant: str = "exact", epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.variant, self.epsilon = variant, epsilon
+
+    def build(self, input_shape):
+        self.beta = self.add_weight(shape=(int(input_shape[-1]),), initializer="zeros", name="beta")
+
+    def call(self, x):
+        axes = list(range(1, x.shape.rank - 1))  # batch (and spatial) axes of each task
+        mean, var = _moments(x, axes, self.variant)
+        return _normalize(x, mean, var, read(self.beta), None, self.epsilon)
+
+
+class LayerNormExact(keras.layers.Layer):
+    """Layer norm per example over all its axes, beta and gamma, eps 1e-12 (contrib layer_norm, TF 1.0)."""
+
+    def __init__(self, variant: str = "exact", epsilon: float = 1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.variant, self.epsilon = variant, epsilon
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        self.beta = self.add_weight(shape=(c,), initializer="zeros", name="beta")
+        self.gamma = self.add_weight(shape=(c,), initializer="ones", name="gamma")
+
+    def call(self, x):
+        axes = list(range(2, x.shape.rank))
+        if self.variant == "exact":
+            # TF 1.0 nn.moments(shift=None) shifts by stop_gradient(mean); exact, as shown in _moments.
+            shift = tf.stop_gradient(tf.reduce_mean(x, axes, keepdims=True))
+            mean, var = _moments(x, axes, "exact", shift=shift)
+        else:
+            mean, var = _moments(x, axes, "tf2")
+        return _normalize(x, mean, var, read(self.beta), read(self.gamma), self.epsilon)
+
+
+class TaskMaxPool(keras.layers.Layer):
+    """2x2 VALID max-pool with stride 2 on [T, B, H, W, C]."""
+
+    def call(self, x):
+        t, n = tf.shape(x)[0], tf.shape(x)[1]
+        y = tf.nn.max_pool2d(tf.reshape(x, [-1, x.shape[2], x.shape[3], x.shape[4]]), 2, 2, "VALID")
+        return tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
+
+
+class ToImage(keras.layers.Layer):
+    """Flat pixels [T, B, H*W*C] -> images [T, B, H, W, C] (the reference reshapes inside forward_conv)."""
+
+    def __init__(self, size: int, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.channels = size, channels
+
+    def call(self, x):
+        return tf.reshape(x, tf.concat([tf.shape(x)[:2], [self.size, self.size, self.channels]], 0))
+
+
+class SpatialMean(keras.layers.Layer):
+    """Mean over H and W (the Omniglot conv net's head)."""
+
+    def call(self, x):
+        return tf.reduce_mean(x, [2, 3])
+
+
+class FlattenFeatures(keras.layers.Layer):
+    """[T, B, H, W, C] -> [T, B, H*W*C] in NHWC order (the MiniImagenet conv net's head)."""
+
+    def call(self, x):
+        return tf.reshape(x, tf.concat([tf.shape(x)[:2], [x.shape[2] * x.shape[3] * x.shape[4]]], 0))
+
+
+class ReLU(keras.layers.Layer):
+    def call(self, x):
+        return tf.nn.relu(x)

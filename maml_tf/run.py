@@ -1,0 +1,86 @@
+"""What main.py does once the flags are parsed: train (with resume) and/or the test protocol."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from maml_tf import checkpoint as ckpt
+from maml_tf.config import Config
+from maml_tf.errors import MamlError
+from maml_tf.experiment import assign_state, assign_weights, build
+from maml_tf.train import evaluate, loop, streams
+
+
+def experiment_folder(cfg: Config) -> str:
+    return os.path.join(cfg.logdir, cfg.exp_string)
+
+
+def ensure_writable(folder: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise MamlError(f"--logdir: cannot write to {folder}: {e.strerror or e}") from None
+
+
+def run(cfg: Config, log=print) -> dict:
+    """Train and/or test as the flags say; returns the test summary (if a test ran)."""
+    streams.check_classes(cfg)
+    folder = experiment_folder(cfg)
+    if cfg.train:
+        ensure_writable(folder)
+        learner = build(cfg)
+        stream = streams.training_stream(cfg)
+        val_stream = streams.validation_stream(cfg)
+        start = 0
+        prefix = ckpt.find(folder) if cfg.resume else None
+        if prefix is not None:
+            tensors = ckpt.load(prefix)
+            restored_adam = assign_state(learner, tensors, prefix)
+            nxt, state, _ = loop.read_resume_info(tensors)
+            # A reference checkpoint has no position: main.py resumes at the saved iteration.
+            start = nxt if nxt is not None else loop.iteration_of(prefix)
+            if state is not None:
+                stream.set_state(state)
+            log(f"Restoring model weights from {prefix} (resuming at iteration {start}"
+                f"{'' if restored_adam else '; no optimizer state in it, Adam starts fresh'})")
+        loop.train(cfg, learner, folder, stream, val_stream, start, log=log)
+        if not cfg.test_after_train:
+            return {}
+        cfg = cfg.replace(train=False)
+        return test(cfg, weights_from=learner, log=log)
+    return test(cfg, log=log)
+
+
+def test(cfg: Config, weights_from=None, log=print) -> dict:
+    """The 600-task protocol on checkpoint --test_iter (or the latest) of the experiment folder."""
+    folder = experiment_folder(cfg)
+    learner = build(cfg, meta_batch_size=1)
+    if weights_from is not None:
+        for dst, src in zip(learner.variables, weights_from.variables):
+            dst.assign(src)
+        source = "the weights just trained"
+        itr = None
+    else:
+        prefix = ckpt.find(folder, cfg.test_iter) if os.path.isdir(folder) else None
+        if prefix is None:
+            raise MamlError(f"no checkpoint to test in {folder}: train first with the same flags and --train=True, "
+                            f"or point --logdir at the folder that holds {cfg.exp_string}/")
+        assign_weights(learner, ckpt.load(prefix), prefix)
+        source, itr = prefix, loop.iteration_of(prefix)
+    ensure_writable(folder)
+    log(f"Testing {source} on {cfg.num_test_tasks} tasks, K={cfg.update_batch_size}, alpha={cfg.update_lr}, "
+        f"{cfg.test_num_updates} steps")
+    t0 = time.time()
+    values = evaluate.run_test(cfg, learner, streams.test_stream(cfg, cfg.test_chunk), log=log)
+    stats = evaluate.summarize(values)
+    log("Mean validation accuracy/loss, stddev, and confidence intervals")
+    log((np.array(stats["means"]), np.array(stats["stds"]), np.array(stats["ci95"])))
+    paths = evaluate.write_results(cfg, folder, values, {"checkpoint_iteration": itr, "wall_s": time.time() - t0})
+    log(f"Results written to {paths['csv']} and {paths['json']}")
+    return {**stats, **paths}
