@@ -81,6 +81,7 @@ class TaskEnv(gym.Env):
         self._redraw = self.redraw_task_each_reset if redraw_task is None else bool(redraw_task)
         self._task: Any = None
         self._pinned = False
+        self._task_rng: np.random.Generator | None = None
         if task is not None:
             self.set_task(task)
 
@@ -133,12 +134,25 @@ class TaskEnv(gym.Env):
     def task(self, value: Any) -> None:
         self.set_task(value)
 
-    def _draw_task(self) -> Any:
-        """One task from the family's distribution, drawn with the env's seeded ``np_random``."""
-        return self._validate_task(self.np_random.uniform(self.task_low, self.task_high, self.task_shape))
+    @property
+    def task_rng(self) -> np.random.Generator:
+        """The generator tasks are drawn from, a separate stream derived from the reset seed.
 
-    def _prepare_task(self, options: dict[str, Any] | None) -> None:
-        """Apply ``options`` and the persistence rules at the start of ``reset``."""
+        Keeping task draws off ``np_random`` makes an episode after ``reset(seed=s)`` the same
+        whether or not that reset had to draw a task.
+        """
+        if self._task_rng is None:
+            raise RuntimeError("task_rng is set by reset()")
+        return self._task_rng
+
+    def _draw_task(self) -> Any:
+        """One task from the family's distribution, drawn with the env's seeded task stream."""
+        return self._validate_task(self.task_rng.uniform(self.task_low, self.task_high, self.task_shape))
+
+    def _prepare_task(self, options: dict[str, Any] | None, seeded: bool) -> None:
+        """Apply ``options`` and the persistence rules at the start of ``reset`` (after seeding)."""
+        if seeded or self._task_rng is None:
+            self._task_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
         if options is not None:
             if not isinstance(options, dict):
                 raise TypeError(f"reset options must be a dict, got {type(options).__name__}")

@@ -54,7 +54,7 @@ class GridWorld4Env(TaskEnv):
         return int(arr)
 
     def _draw_task(self) -> int:
-        return int(self.np_random.integers(self.n_maps))
+        return int(self.task_rng.integers(self.n_maps))
 
     @property
     def desc(self) -> np.ndarray:
@@ -63,7 +63,7 @@ class GridWorld4Env(TaskEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self._prepare_task(options)
+        self._prepare_task(options, seeded=seed is not None)
         (row,), (col,) = np.nonzero(self.desc == "S")
         self._state = int(row * self.n_col + col)
         return self._state, {"task": self._task}

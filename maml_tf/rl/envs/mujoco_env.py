@@ -121,7 +121,7 @@ class MujocoTaskEnv(TaskEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self._prepare_task(options)
+        self._prepare_task(options, seeded=seed is not None)
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:] = self.init_qpos + self.np_random.normal(size=self.model.nq) * QPOS_NOISE
         self.data.qvel[:] = self.init_qvel + self.np_random.normal(size=self.model.nv) * QVEL_NOISE

@@ -43,7 +43,9 @@ def point_step_batch(
         )
     if not np.all(np.isfinite(actions)):
         raise ValueError("actions contain NaN or inf")
-    new_positions = positions + np.clip(ACTION_BOUND * actions, -ACTION_BOUND, ACTION_BOUND)
+    # the normalize formula written as in normalized_to_bounds, so both agree to the last bit
+    moves = np.clip(-ACTION_BOUND + (actions + 1.0) * 0.5 * (2 * ACTION_BOUND), -ACTION_BOUND, ACTION_BOUND)
+    new_positions = positions + moves
     delta = new_positions - goals
     rewards = -np.sqrt(np.sum(delta * delta, axis=1))
     terminated = np.all(np.abs(delta) < SUCCESS_TOLERANCE, axis=1)
@@ -78,7 +80,7 @@ class PointGoalEnv(TaskEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self._prepare_task(options)
+        self._prepare_task(options, seeded=seed is not None)
         self._pos = np.zeros(2)
         return self._obs(), {"task": self.get_task()}
 
@@ -88,7 +90,7 @@ class PointGoalEnv(TaskEnv):
         move = normalized_to_bounds(action, self._low, self._high)
         self._pos = self._pos + move
         delta = self._pos - self._task
-        reward = -float(np.sqrt(delta @ delta))
+        reward = -float(np.sqrt(np.sum(delta * delta)))
         terminated = bool(np.all(np.abs(delta) < SUCCESS_TOLERANCE))
         return self._obs(), reward, terminated, False, {"distance": -reward}
 
