@@ -21,6 +21,7 @@ from maml_tf.rl.envs.half_cheetah import (
     HalfCheetahVelEnv,
     HalfCheetahVelOracleEnv,
 )
+from maml_tf.rl.envs.mujoco_env import MujocoTaskEnv
 from maml_tf.rl.envs.point import PointGoalEnv, PointGoalOracleEnv, point_step_batch
 from maml_tf.rl.envs.registration import (
     ENV_IDS,
@@ -39,7 +40,7 @@ from maml_tf.rl.envs.registration import (
 register_envs()
 
 __all__ = [
-    "ENV_IDS", "ENV_INFO", "FAMILIES", "EnvInfo", "TaskEnv",
+    "ENV_IDS", "ENV_INFO", "FAMILIES", "EnvInfo", "MujocoTaskEnv", "TaskEnv",
     "AntDirEnv", "AntDirOracleEnv", "AntGoalEnv", "AntGoalOracleEnv", "AntVelEnv", "AntVelOracleEnv",
     "GridWorld4Env", "HalfCheetahDirEnv", "HalfCheetahDirOracleEnv", "HalfCheetahVelEnv",
     "HalfCheetahVelOracleEnv", "PointGoalEnv", "PointGoalOracleEnv",

@@ -46,13 +46,18 @@ class _AntTaskEnv(MujocoTaskEnv):
     needs_contact_forces = True
     base_obs_dim = 125
 
+    def _forward(self) -> None:
+        super()._forward()
+        # clipped external contact forces, used by both the observation and the contact cost
+        self._contact = np.minimum(np.maximum(self.data.cfrc_ext, -1.0), 1.0).ravel()
+
     def _base_obs(self) -> np.ndarray:
         d = self.data
         return np.concatenate(
             [
                 d.qpos,
                 d.qvel,
-                np.clip(d.cfrc_ext, -1.0, 1.0).ravel(),
+                self._contact,
                 d.xmat[self.torso_id],
                 d.subtree_com[self.torso_id],
             ]
@@ -65,8 +70,7 @@ class _AntTaskEnv(MujocoTaskEnv):
         forward = self._forward_reward()
         scaled = ctrl / ANT_CTRL_LIMIT  # the reference divides by (ub - lb) / 2
         ctrl_cost = CTRL_COST * float(scaled @ scaled)
-        contact = np.clip(self.data.cfrc_ext, -1.0, 1.0)
-        contact_cost = CONTACT_COST * float(np.sum(contact * contact))
+        contact_cost = CONTACT_COST * float(self._contact @ self._contact)
         reward = forward - ctrl_cost - contact_cost + SURVIVE_REWARD
         info = {
             "x_velocity": float(self.data.subtree_linvel[self.torso_id, 0]),
@@ -79,7 +83,7 @@ class _AntTaskEnv(MujocoTaskEnv):
 
     def _terminated(self) -> bool:
         d = self.data
-        finite = np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))
+        finite = np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()
         return not (finite and HEALTHY_Z[0] <= d.qpos[2] <= HEALTHY_Z[1])
 
 
