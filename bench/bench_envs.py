@@ -10,7 +10,8 @@ Per family it prints env steps per second for:
   env (gym.make)       with Gymnasium's TimeLimit/OrderEnforcing/PassiveEnvChecker wrappers;
   sync vector xN       ``SyncVectorEnv`` with N sub-envs (steps counted per sub-env);
   async vector xN      ``AsyncVectorEnv`` (processes) with N sub-envs;
-and for the point env the batched numpy step ``point_step_batch`` over N tasks.
+and for the point env the batched ``PointGoalVectorEnv`` and its bare numpy step ``point_step_batch``
+over N tasks.
 Actions are N(0, 1) samples as a Gaussian policy would send.
 """
 from __future__ import annotations
@@ -124,6 +125,8 @@ def main() -> None:
             row[f"async vector x{args.async_envs}"] = bench_vector(envs, args.vector_steps, reps, rng)
             envs.close()
         if family == "point":
+            envs = E.make_vector_env(env_id, tasks[: args.num_envs], batched=True)
+            row[f"PointGoalVectorEnv x{args.num_envs}"] = bench_vector(envs, args.vector_steps, reps, rng)
             goals = tasks[: args.num_envs]
             pos = np.zeros_like(goals)
             acts = rng.normal(size=goals.shape)

@@ -23,6 +23,7 @@ from maml_tf.rl.envs.half_cheetah import (
 )
 from maml_tf.rl.envs.mujoco_env import MujocoTaskEnv
 from maml_tf.rl.envs.point import PointGoalEnv, PointGoalOracleEnv, point_step_batch
+from maml_tf.rl.envs.point_vector import PointGoalVectorEnv
 from maml_tf.rl.envs.registration import (
     ENV_IDS,
     ENV_INFO,
@@ -43,7 +44,7 @@ __all__ = [
     "ENV_IDS", "ENV_INFO", "FAMILIES", "EnvInfo", "MujocoTaskEnv", "TaskEnv",
     "AntDirEnv", "AntDirOracleEnv", "AntGoalEnv", "AntGoalOracleEnv", "AntVelEnv", "AntVelOracleEnv",
     "GridWorld4Env", "HalfCheetahDirEnv", "HalfCheetahDirOracleEnv", "HalfCheetahVelEnv",
-    "HalfCheetahVelOracleEnv", "PointGoalEnv", "PointGoalOracleEnv",
+    "HalfCheetahVelOracleEnv", "PointGoalEnv", "PointGoalOracleEnv", "PointGoalVectorEnv",
     "direction_of", "env_class", "env_info", "make_env", "make_vector_env", "normalized_to_bounds",
     "point_step_batch", "register_envs", "sample_tasks", "set_tasks",
 ]

@@ -100,17 +100,28 @@ def make_vector_env(
     tasks: Sequence[Any] | np.ndarray,
     asynchronous: bool = False,
     env_kwargs: dict[str, Any] | None = None,
+    batched: bool = False,
     **vector_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """A Gymnasium vector env with one sub-env per task, task i pinned in sub-env i.
 
     Sub-envs keep their task across (auto)resets. Retask later with :func:`set_tasks`.
     ``vector_kwargs`` go to ``SyncVectorEnv``/``AsyncVectorEnv`` (e.g. ``autoreset_mode``).
+    ``batched=True`` (point ids only) returns a :class:`PointGoalVectorEnv`, which steps all tasks
+    as one numpy batch and otherwise behaves as the ``SyncVectorEnv``.
     """
-    env_info(env_id)
+    info = env_info(env_id)
     tasks = list(tasks)
     if not tasks:
         raise ValueError("make_vector_env needs at least one task")
+    if batched:
+        if not env_id.startswith("maml_tf/PointGoal") or asynchronous or env_kwargs or vector_kwargs:
+            raise ValueError(
+                "batched=True is available for the point ids only, without asynchronous/env_kwargs/vector_kwargs"
+            )
+        from maml_tf.rl.envs.point_vector import PointGoalVectorEnv
+
+        return PointGoalVectorEnv(tasks, oracle=info.oracle, max_episode_steps=info.horizon)
     env_kwargs = dict(env_kwargs or {})
     fns = [functools.partial(make_env, env_id, task, **env_kwargs) for task in tasks]
     if asynchronous:
