@@ -418,6 +418,35 @@ def test_anchor_cheetah_and_ant_standing_still():
     assert 3 < rewards.sum() < 12  # ~ +10 survive reward minus contact cost (reference: 3-9)
 
 
+@pytest.mark.parametrize(
+    "env_id, goal_seed, reference, low, high",
+    [
+        ("maml_tf/HalfCheetahDir-v0", 1, -35.73, -45, -25),
+        ("maml_tf/HalfCheetahVel-v0", 1, -254.83, -290, -210),
+        ("maml_tf/AntDir-v0", 2, 3.11, -10, 15),
+        ("maml_tf/AntVel-v0", 1, -78.64, -120, -35),
+    ],
+)
+def test_anchor_unit_gaussian_actions_near_the_reference_random_policy(env_id, goal_seed, reference, low, high):
+    """One N(0, 1)-action episode per reference test goal lands near the 'random' step-0 return (spec 4.1).
+
+    The reference's random policy is a fresh MLP with sigma = 1, so its actions are roughly unit
+    Gaussians; the comparison checks scales (ctrl/contact costs, velocity term, termination), not digits.
+    """
+    np.random.seed(goal_seed)
+    goals = E.sample_tasks(env_id, 40, np.random)
+    envs = E.make_vector_env(env_id, goals)
+    rng = np.random.default_rng(0)
+    envs.reset(seed=0)
+    returns, alive = np.zeros(40), np.ones(40, dtype=bool)
+    for _ in range(200):
+        _, r, term, trunc, _ = envs.step(rng.normal(size=(40, E.ENV_INFO[env_id].act_dim)))
+        returns += r * alive
+        alive &= ~(term | trunc)
+    envs.close()
+    assert low < returns.mean() < high, (returns.mean(), reference)
+
+
 # ---------------------------------------------------------------------------- grid world
 def test_grid_world_maps_and_rewards():
     env = gym.make("maml_tf/GridWorld4-v0")
