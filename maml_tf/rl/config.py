@@ -1,0 +1,124 @@
+"""Experiment configuration for MAML-RL: the reference scripts' settings, validated once.
+
+Presets follow the checkpoints the reference evaluated (spec 1.2/1.3): e.g. cheetah goal-vel
+used ``fbs10``, cheetah fwd/bwd ``mlr0.02``, ant fwd/bwd ``fbs40``, point ``mbs20``.
+
+``algo``:
+* ``maml``     MAML-TRPO (`maml_trpo_*.py`);
+* ``pretrain`` the reference's "pretrained" baseline: for point the MAML code with
+  ``use_maml=False`` (Adam 1e-3 on the mean pre-update surrogate); for locomotion plain TRPO on
+  the rand env with one persistent random goal per env copy (`cluster_trpo_*.py` oracle=False);
+* ``oracle``   plain TRPO on the oracle env (goal in the observation, redrawn every episode).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from maml_tf.rl.envs.registration import FAMILIES, env_info
+
+ALGOS = ("maml", "pretrain", "oracle")
+
+# family -> reference MAML settings (fast_lr, fast_batch_size, meta_batch_size, H, n_itr, step size)
+MAML_PRESETS = {
+    "point": dict(fast_lr=0.5, fast_batch_size=20, meta_batch_size=20, max_path_length=100, n_itr=100, meta_step_size=0.01),
+    "cheetah_vel": dict(fast_lr=0.1, fast_batch_size=10, meta_batch_size=40, max_path_length=200, n_itr=800, meta_step_size=0.01),
+    "cheetah_dir": dict(fast_lr=0.1, fast_batch_size=20, meta_batch_size=40, max_path_length=200, n_itr=800, meta_step_size=0.02),
+    "ant_vel": dict(fast_lr=0.1, fast_batch_size=20, meta_batch_size=40, max_path_length=200, n_itr=800, meta_step_size=0.01),
+    "ant_dir": dict(fast_lr=0.1, fast_batch_size=40, meta_batch_size=40, max_path_length=200, n_itr=800, meta_step_size=0.01),
+}
+# family -> plain-TRPO baseline settings (batch in timesteps, n_itr)
+TRPO_PRESETS = {
+    "point": dict(batch_size=1000, max_path_length=100, n_itr=100),
+    "cheetah_vel": dict(batch_size=20000, max_path_length=200, n_itr=1000),
+    "cheetah_dir": dict(batch_size=20000, max_path_length=200, n_itr=1000),
+    "ant_vel": dict(batch_size=20000, max_path_length=200, n_itr=2000),
+    "ant_dir": dict(batch_size=20000, max_path_length=200, n_itr=2000),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    env: str = "point"
+    algo: str = "maml"
+    fast_lr: float = 0.5
+    fast_batch_size: int = 20
+    meta_batch_size: int = 20
+    max_path_length: int = 100
+    n_itr: int = 100
+    meta_step_size: float = 0.01
+    batch_size: int = 1000            # timesteps per iteration for plain TRPO (oracle / pretrain-TRPO)
+    num_grad_updates: int = 1
+    first_order: bool = False
+    hvp: str = "fd"                   # "fd" (reference) or "exact"
+    fd_base_eps: float = 1.0          # the reference's effective base_eps (spec 3.6)
+    pretrain_lr: float = 1e-3
+    discount: float = 0.99
+    gae_lambda: float = 1.0
+    hidden_sizes: tuple = (100, 100)
+    hidden_nonlinearity: str = "relu"
+    seed: int = 1
+    snapshot_gap: int = 25
+    envs_per_task: int = 1
+    asynchronous: bool = False
+
+    @property
+    def mode(self) -> str:
+        """Which update runs: 'maml', 'maml0' (use_maml=False) or 'trpo'."""
+        if self.algo == "maml":
+            return "maml"
+        if self.algo == "pretrain" and self.env == "point":
+            return "maml0"
+        return "trpo"
+
+    @property
+    def env_id(self) -> str:
+        rand_id, oracle_id = FAMILIES[self.env]
+        return oracle_id if self.algo == "oracle" else rand_id
+
+    def validate(self) -> "RLConfig":
+        if self.env not in MAML_PRESETS:
+            raise ValueError(f"--env must be one of {sorted(MAML_PRESETS)}, got {self.env!r}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"--algo must be one of {ALGOS}, got {self.algo!r}")
+        if self.hvp not in ("fd", "exact"):
+            raise ValueError(f"--hvp must be 'fd' or 'exact', got {self.hvp!r}")
+        for name in ("fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "batch_size",
+                     "snapshot_gap", "envs_per_task"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.meta_step_size <= 0:
+            raise ValueError(f"--meta_step_size must be > 0, got {self.meta_step_size}")
+        if not 0 < self.discount <= 1:
+            raise ValueError(f"--discount must be in (0, 1], got {self.discount}")
+        if self.num_grad_updates != 1 and self.mode == "maml":
+            raise ValueError("--num_grad_updates must be 1 for MAML training (all paper runs; see spec 3.9)")
+        if self.mode == "trpo" and self.batch_size < self.max_path_length:
+            raise ValueError(f"--batch_size ({self.batch_size}) must be at least one path (H={self.max_path_length})")
+        env_info(self.env_id)
+        return self
+
+    def trpo_envs(self) -> int:
+        """Reference VectorizedSampler: n_envs = min(100, batch_size / H)."""
+        return max(1, min(100, self.batch_size // self.max_path_length))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(s: str) -> "RLConfig":
+        d = json.loads(s)
+        d["hidden_sizes"] = tuple(d["hidden_sizes"])
+        return RLConfig(**d)
+
+
+def preset(env: str, algo: str = "maml", **overrides) -> RLConfig:
+    """The reference settings for (env, algo), with explicit overrides applied last."""
+    if env not in MAML_PRESETS:
+        raise ValueError(f"unknown experiment {env!r}; choose from {sorted(MAML_PRESETS)}")
+    base: dict = dict(env=env, algo=algo)
+    base.update(MAML_PRESETS[env])
+    if algo == "oracle" or (algo == "pretrain" and env != "point"):
+        base.update(TRPO_PRESETS[env])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return RLConfig(**base).validate()

@@ -1,0 +1,124 @@
+"""Per-task rollouts in lock-step, as the reference's `VectorizedSampler` does.
+
+One Gymnasium vector env holds ``envs_per_task`` sub-envs for each of T tasks (sub-env e serves
+task ``e // envs_per_task``; the reference's MAML runs use one per task, its non-MAML runs
+``min(100, batch / H)`` copies of one task).  Every lock-step the observations of all sub-envs
+go through **one** compiled policy call that applies task i's parameter row to task i's
+observations (pre-update: theta tiled; post-update: theta'_i), actions are drawn with a numpy
+RNG, and the *raw* Gaussian sample is stored while the env clips the action it executes.
+
+Stop rules (reference quirk 16):
+
+* ``"total"`` (MAML training): stop once the timesteps of *completed* paths, summed over all
+  tasks, reach the quota (fast_batch_size * H * meta_batch_size); unfinished paths are dropped,
+  so terminating envs give a variable number of paths per task.
+* ``"per_task"`` (test-time VPG runs, one per goal, evaluated side by side): task i stops
+  collecting once its own completed timesteps reach the quota.
+
+Episodes end on termination or at H (the env's TimeLimit is set to H; autoreset SAME_STEP gives
+the reset observation in the same call, so no lock-step is wasted).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+from gymnasium.vector import AutoresetMode
+
+from maml_tf.rl.advantages import Path
+
+# theta_b [T, P], obs [T, k, obs_dim] -> dist info [T, k, K]
+InfoFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class TaskSampler:
+    """Owns the vector env; :meth:`sample` returns completed paths per task."""
+
+    def __init__(self, env_id: str, n_tasks: int, max_path_length: int, envs_per_task: int = 1,
+                 asynchronous: bool = False, seed: int = 0):
+        from maml_tf.rl import envs as task_envs  # registers the ids
+
+        if n_tasks < 1 or envs_per_task < 1 or max_path_length < 1:
+            raise ValueError(f"n_tasks, envs_per_task and max_path_length must be >= 1, got "
+                             f"{n_tasks}, {envs_per_task}, {max_path_length}")
+        self.info = task_envs.env_info(env_id)
+        self.env_id = env_id
+        self.n_tasks = n_tasks
+        self.k = envs_per_task
+        self.n_envs = n_tasks * envs_per_task
+        self.max_path_length = max_path_length
+        self.envs = task_envs.make_vector_env(
+            env_id, [None] * self.n_envs, asynchronous=asynchronous,
+            env_kwargs={"max_episode_steps": max_path_length}, autoreset_mode=AutoresetMode.SAME_STEP)
+        self._seed = int(seed)
+        self._n_resets = 0
+        self.last_stats: dict[str, float] = {}
+
+    def close(self) -> None:
+        self.envs.close()
+
+    def set_tasks(self, tasks: Sequence[Any] | np.ndarray | None) -> None:
+        """Pin task i on its sub-envs; None unpins (rand envs keep theirs, oracles redraw)."""
+        from maml_tf.rl import envs as task_envs
+
+        if tasks is None:
+            task_envs.set_tasks(self.envs, [None] * self.n_envs)
+            return
+        tasks = list(tasks)
+        if len(tasks) != self.n_tasks:
+            raise ValueError(f"got {len(tasks)} tasks for a sampler built for {self.n_tasks}")
+        task_envs.set_tasks(self.envs, [t for t in tasks for _ in range(self.k)])
+
+    def sample(self, info_fn: InfoFn, theta_b: np.ndarray, quota: int, stop_rule: str,
+               sample_fn: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+               rng: np.random.Generator) -> list[list[Path]]:
+        """Roll out until the stop rule holds; returns per-task lists of completed paths."""
+        if stop_rule not in ("total", "per_task"):
+            raise ValueError(f"stop_rule must be 'total' or 'per_task', got {stop_rule!r}")
+        if theta_b.shape[0] != self.n_tasks:
+            raise ValueError(f"theta_b has {theta_b.shape[0]} rows for {self.n_tasks} tasks")
+        if quota < 1:
+            raise ValueError(f"the sample quota must be >= 1 timestep, got {quota}")
+        t_start = time.perf_counter()
+        t_policy = 0.0
+        theta_t = tf.constant(theta_b)  # converted once, not per lock-step
+        discrete = self.info.discrete
+        obs, _ = self.envs.reset(seed=self._seed + 100_003 * self._n_resets)
+        self._n_resets += 1
+        task_of_env = np.arange(self.n_envs) // self.k
+        buf = [([], [], [], []) for _ in range(self.n_envs)]
+        done_paths: list[list[Path]] = [[] for _ in range(self.n_tasks)]
+        done_steps = np.zeros(self.n_tasks, dtype=np.int64)
+        n_steps = 0
+        while True:
+            if stop_rule == "total" and done_steps.sum() >= quota:
+                break
+            if stop_rule == "per_task" and np.all(done_steps >= quota):
+                break
+            o = np.asarray(obs, dtype=np.float32).reshape(self.n_tasks, self.k, -1)
+            tp = time.perf_counter()
+            info = np.asarray(info_fn(theta_t, o)).reshape(self.n_envs, -1)
+            t_policy += time.perf_counter() - tp
+            actions = np.asarray(sample_fn(info, rng), dtype=np.float32)
+            env_actions = actions[:, 0].astype(np.int64) if discrete else actions
+            next_obs, rewards, terms, truncs, _ = self.envs.step(env_actions)
+            n_steps += self.n_envs
+            flat_obs = o.reshape(self.n_envs, -1)
+            for e in range(self.n_envs):
+                b = buf[e]
+                b[0].append(flat_obs[e]); b[1].append(actions[e]); b[2].append(rewards[e]); b[3].append(info[e])
+                if terms[e] or truncs[e]:
+                    i = task_of_env[e]
+                    if stop_rule == "total" or done_steps[i] < quota:
+                        done_paths[i].append(Path(np.stack(b[0]), np.stack(b[1]),
+                                                  np.asarray(b[2], dtype=np.float64), np.stack(b[3])))
+                        done_steps[i] += len(b[2])
+                    buf[e] = ([], [], [], [])
+            obs = next_obs
+        wall = time.perf_counter() - t_start
+        self.last_stats = {"wall_s": wall, "policy_s": t_policy, "env_steps": n_steps,
+                           "kept_steps": int(done_steps.sum()), "steps_per_s": n_steps / max(wall, 1e-9)}
+        return done_paths
