@@ -427,7 +427,9 @@ def test_anchor_cheetah_and_ant_standing_still():
         ("maml_tf/AntVel-v0", 1, -78.64, -120, -35),
     ],
 )
-def test_anchor_unit_gaussian_actions_near_the_reference_random_policy(env_id, goal_seed, reference, low, high):
+def test_anchor_unit_gaussian_actions_near_the_reference_random_policy(
+    env_id, goal_seed, reference, low, high
+):
     """One N(0, 1)-action episode per reference test goal lands near the 'random' step-0 return (spec 4.1).
 
     The reference's random policy is a fresh MLP with sigma = 1, so its actions are roughly unit
@@ -471,7 +473,9 @@ def test_grid_world_maps_and_rewards():
 
 
 # ---------------------------------------------------------------------------- vector envs
-@pytest.mark.parametrize("env_id", ["maml_tf/PointGoal-v0", "maml_tf/HalfCheetahDir-v0", "maml_tf/AntVelOracle-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["maml_tf/PointGoal-v0", "maml_tf/HalfCheetahDir-v0", "maml_tf/AntVelOracle-v0"]
+)
 def test_sync_vector_env_one_task_per_sub_env(env_id):
     tasks = E.sample_tasks(env_id, 3, np.random.default_rng(0))
     envs = E.make_vector_env(env_id, tasks)

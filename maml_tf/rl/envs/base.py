@@ -124,7 +124,7 @@ class TaskEnv(gym.Env):
 
     def get_task(self) -> Any:
         """The current task (``None`` before the first reset when none was given)."""
-        return None if self._task is None else (np.copy(self._task) if isinstance(self._task, np.ndarray) else self._task)
+        return self._task.copy() if isinstance(self._task, np.ndarray) else self._task
 
     @property
     def task(self) -> Any:

@@ -36,9 +36,15 @@ _INFOS = [
     EnvInfo("maml_tf/PointGoal-v0", f"{_M}.point:PointGoalEnv", 2, 2, 100, None, (2,)),
     EnvInfo("maml_tf/PointGoalOracle-v0", f"{_M}.point:PointGoalOracleEnv", 4, 2, 100, None, (2,), oracle=True),
     EnvInfo("maml_tf/HalfCheetahVel-v0", f"{_M}.half_cheetah:HalfCheetahVelEnv", 20, 6, 200, 0.01, ()),
-    EnvInfo("maml_tf/HalfCheetahVelOracle-v0", f"{_M}.half_cheetah:HalfCheetahVelOracleEnv", 21, 6, 200, 0.01, (), oracle=True),
+    EnvInfo(
+        "maml_tf/HalfCheetahVelOracle-v0", f"{_M}.half_cheetah:HalfCheetahVelOracleEnv",
+        21, 6, 200, 0.01, (), oracle=True,
+    ),
     EnvInfo("maml_tf/HalfCheetahDir-v0", f"{_M}.half_cheetah:HalfCheetahDirEnv", 20, 6, 200, 0.01, ()),
-    EnvInfo("maml_tf/HalfCheetahDirOracle-v0", f"{_M}.half_cheetah:HalfCheetahDirOracleEnv", 21, 6, 200, 0.01, (), oracle=True),
+    EnvInfo(
+        "maml_tf/HalfCheetahDirOracle-v0", f"{_M}.half_cheetah:HalfCheetahDirOracleEnv",
+        21, 6, 200, 0.01, (), oracle=True,
+    ),
     EnvInfo("maml_tf/AntVel-v0", f"{_M}.ant:AntVelEnv", 125, 8, 200, 0.02, ()),
     EnvInfo("maml_tf/AntVelOracle-v0", f"{_M}.ant:AntVelOracleEnv", 126, 8, 200, 0.02, (), oracle=True),
     EnvInfo("maml_tf/AntDir-v0", f"{_M}.ant:AntDirEnv", 125, 8, 200, 0.02, ()),
