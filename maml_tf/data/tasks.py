@@ -125,14 +125,22 @@ class ImageTaskDataset:
         return rows.reshape(-1).astype(np.int64), order.reshape(-1).astype(np.int32)
 
     def _draw(self, index: int):
-        """All random choices of task `index`, in a fixed order of draws from its own generator."""
+        """All random choices of task `index`, in a fixed order of draws from its own generator.
+
+        Vectorised (one draw per kind, not one per class) because tf.data calls this for every
+        task: sampling S of a class's images without replacement is the S smallest of uniform
+        keys, with the keys of the padding slots past the class's own count set to infinity.
+        """
         rng = self._rng(index)
         n, s = self.num_classes, self.samples_per_class
         classes = rng.choice(len(self.class_folders), size=n, replace=False)
         rotations = rng.integers(0, 4, size=n) if self.format.rotate else np.zeros(n, np.int64)
-        images = np.stack([self._class_offsets[c] + rng.choice(self._class_counts[c], size=s, replace=False)
-                           for c in classes])                              # [N, S]: image k of class i
-        order = np.stack([rng.permutation(n) for _ in range(s)])           # [S, N]: class positions per k
+        counts = self._class_counts[classes]
+        keys = rng.random((n, int(counts.max())))
+        keys[np.arange(keys.shape[1])[None, :] >= counts[:, None]] = np.inf
+        picks = np.argsort(keys, axis=1, kind="stable")[:, :s]
+        images = self._class_offsets[classes][:, None] + picks                 # [N, S]: image k of class i
+        order = np.argsort(rng.random((s, n)), axis=1, kind="stable")           # [S, N]: class positions per k
         return classes, rotations, images, order
 
     def task_classes(self, index: int) -> tuple[list[pathlib.Path], np.ndarray]:
@@ -174,9 +182,10 @@ class ImageTaskDataset:
     def dataset(self, first_index: int, meta_batch_size: int):
         """Endless tf.data stream of meta-batches; batch j holds tasks first_index + j*mb + (0..mb-1).
 
-        Equal, element for element, to `batch(first_index + j*mb, mb)`. Tasks are built in
-        parallel but delivered in order (`deterministic=True`), from the in-memory table; the
-        stream is prefetched so the meta-step does not wait on it.
+        Equal, element for element, to `batch(first_index + j*mb, mb)`. Meta-batches are built
+        in parallel (one numpy call plans a whole meta-batch, TF gathers the pixels from the
+        in-memory table) but delivered in order (`deterministic=True`), and prefetched so the
+        meta-step does not wait on them. Runs on the CPU; the meta-step copies to the GPU.
         """
         import tensorflow as tf
 
@@ -187,17 +196,22 @@ class ImageTaskDataset:
             table = tf.constant(self.load())
             lut = tf.constant(self._lut)
 
-            def make_task(index):
-                rows, labels = tf.numpy_function(self.plan, [index], (tf.int64, tf.int32), stateful=False)
-                rows.set_shape([rows_per_task])
-                labels.set_shape([rows_per_task])
-                pixels = tf.gather(table, rows)                                  # uint8 [N*S, dim]
+            def plan_batch(indices):
+                plans = [self.plan(int(i)) for i in indices]
+                return np.stack([p[0] for p in plans]), np.stack([p[1] for p in plans])
+
+            def make_batch(indices):
+                rows, labels = tf.numpy_function(plan_batch, [indices], (tf.int64, tf.int32), stateful=False)
+                rows.set_shape([meta_batch_size, rows_per_task])
+                labels.set_shape([meta_batch_size, rows_per_task])
+                pixels = tf.gather(table, rows)                                  # uint8 [mb, N*S, dim]
                 inputs = tf.gather(lut, tf.cast(pixels, tf.int32))               # float32
                 return inputs, tf.one_hot(labels, self.num_classes, dtype=tf.float32)
 
+            # Task indices are batched first, so one Python call plans a whole meta-batch.
             ds = tf.data.Dataset.counter(start=first_index, dtype=tf.int64)
-            ds = ds.map(make_task, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             ds = ds.batch(meta_batch_size, drop_remainder=True)
+            ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             ds = ds.prefetch(tf.data.AUTOTUNE)
         return ds
 

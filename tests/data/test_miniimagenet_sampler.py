@@ -128,3 +128,23 @@ def test_corrupt_image_is_named(copy_dir):
     ds = make_dataset("miniimagenet", str(copy_dir), "val", 5, 2, 0)
     with pytest.raises(DataError, match=f"image {re.escape(str(victim))}"):
         ds.task(0)
+
+
+def test_classes_with_different_image_counts(copy_dir):
+    """Sampling without replacement stays inside each class, also for a class smaller than the rest."""
+    small = copy_dir / "val" / "nval003"
+    for path in sorted(small.glob("*.jpg"))[5:]:
+        path.unlink()
+    ds = make_dataset("miniimagenet", str(copy_dir), "val", 5, 5, seed=0)
+    flat = [p for files in ds.files for p in files]
+    small_rows = 0
+    for index in range(20):
+        rows, labels = ds.plan(index)
+        folders, _ = ds.task_classes(index)
+        images = [flat[r % len(flat)] for r in rows]
+        for image, label in zip(images, labels):
+            assert image.parent == folders[label]
+        for c in range(5):
+            assert len({img for img, lab in zip(images, labels) if lab == c}) == 5
+        small_rows += sum(img.parent == small for img in images)
+    assert small_rows == 20 * 5          # 5-way out of 5 classes: the small class is in every task
