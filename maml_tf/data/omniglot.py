@@ -47,6 +47,9 @@ def character_folders(data_dir: pathlib.Path) -> list[pathlib.Path]:
     data_dir = pathlib.Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"Omniglot data folder {data_dir} not found; prepare it with:\n  {PREPARE_COMMAND}")
+    if (data_dir / "omniglot_resized").is_dir():
+        raise DataError(f"{data_dir} holds an omniglot_resized folder: pass {data_dir / 'omniglot_resized'} "
+                        "as the Omniglot data folder")
     folders = [character for alphabet in list_subfolders(data_dir) for character in list_subfolders(alphabet)]
     if not folders:
         raise DataError(f"Omniglot data folder {data_dir} has no <alphabet>/<character> folders; "

@@ -102,6 +102,7 @@ class ImageTaskDataset:
         self._class_counts = counts
         self._num_images = int(counts.sum())
         self._table: np.ndarray | None = None   # uint8 [rotations * num_images, dim_input]
+        self._table_tensor = None                 # the same table as a CPU tf.Tensor, for dataset()
         self._lut = image_format.pixel_lut()
         self._eye = np.eye(self.num_classes, dtype=np.float32)
 
@@ -193,7 +194,9 @@ class ImageTaskDataset:
             raise ValueError(f"need first_index >= 0 and meta_batch_size >= 1, got {first_index}, {meta_batch_size}")
         rows_per_task = self.num_classes * self.samples_per_class
         with tf.device("/CPU:0"):
-            table = tf.constant(self.load())
+            if self._table_tensor is None:   # one copy however many streams are made
+                self._table_tensor = tf.constant(self.load())
+            table = self._table_tensor
             lut = tf.constant(self._lut)
 
             def plan_batch(indices):

@@ -125,6 +125,11 @@ def test_missing_folder_says_how_to_prepare(tmp_path):
         make_dataset("omniglot", str(tmp_path), "train", 5, 2, 0)
 
 
+def test_parent_folder_is_recognised(data_dir):
+    with pytest.raises(DataError, match="holds an omniglot_resized folder: pass .*omniglot_resized"):
+        make_dataset("omniglot", str(data_dir.parent), "train", 5, 2, 0)
+
+
 def test_too_many_classes(data_dir):
     with pytest.raises(DataError, match="7-way tasks need at least 7 classes, but the val split .* has 6"):
         make_dataset("omniglot", str(data_dir), "val", 7, 2, 0)

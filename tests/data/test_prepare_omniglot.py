@@ -180,3 +180,13 @@ def test_missing_source_errors(tmp_path, capsys):
     (tmp_path / "images_background.zip").write_bytes(b"not a zip")
     assert prep.main(["--src", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     assert "not a readable zip file" in capsys.readouterr().err
+
+
+def test_cli_runs_and_reports(source, tmp_path, capsys):
+    src, _ = source
+    out = tmp_path / "omniglot_resized"
+    assert prep.main(["--src", str(src), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "done: 3 alphabets, 45 characters, 900 images" in printed and "900 written" in printed
+    assert prep.main(["--src", str(src), "--out", str(out)]) == 0
+    assert "0 written, 0 reused, 3 alphabets already done" in capsys.readouterr().out
