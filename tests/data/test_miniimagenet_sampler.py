@@ -10,7 +10,8 @@ from PIL import Image
 
 from maml_tf.data import miniimagenet
 from maml_tf.data.images import DataError
-from maml_tf.data.tasks import make_dataset
+from maml_tf.data import omniglot
+from maml_tf.data.tasks import make_dataset, scale_pixels_tf
 
 NUM_CLASSES = {"train": 6, "val": 5, "test": 5}
 PER_CLASS = 17          # enough for 1-shot training tasks: K + 15 = 16 per class
@@ -148,3 +149,16 @@ def test_classes_with_different_image_counts(copy_dir):
             assert len({img for img, lab in zip(images, labels) if lab == c}) == 5
         small_rows += sum(img.parent == small for img in images)
     assert small_rows == 20 * 5          # 5-way out of 5 classes: the small class is in every task
+
+
+@pytest.mark.parametrize("image_format", [miniimagenet.FORMAT, omniglot.FORMAT], ids=["x/255", "1-x/255"])
+def test_tf_and_numpy_scaling_agree_bitwise(image_format):
+    values = np.arange(256, dtype=np.uint8)
+    with tf.device("/CPU:0"):
+        in_graph = tf.data.Dataset.from_tensors(values).map(
+            lambda v: scale_pixels_tf(v, image_format.invert)).get_single_element().numpy()
+    lut = image_format.pixel_lut()
+    assert lut.dtype == np.float32 and in_graph.dtype == np.float32
+    np.testing.assert_array_equal(in_graph.view(np.uint32), lut.view(np.uint32))
+    expected = values.astype(np.float32) / np.float32(255.0)
+    np.testing.assert_array_equal(lut, np.float32(1.0) - expected if image_format.invert else expected)
