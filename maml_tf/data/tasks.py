@@ -18,8 +18,8 @@ generator seeded with (seed, split, index): the same index always gives the same
 run continues exactly, and tf.data can build tasks in parallel in a fixed order.
 
 Images are decoded once (in parallel, with tf.data) into an in-memory uint8 table; a task is then
-a gather of rows and the reference's scaling, in numpy (`task`, through a 256-entry lookup table)
-or TensorFlow (`dataset`), which give bitwise-identical arrays.
+a gather of rows and the reference's scaling, in numpy (`task`) or TensorFlow (`dataset`), which
+give bitwise-identical arrays.
 """
 from __future__ import annotations
 
@@ -53,10 +53,14 @@ class ImageFormat:
     def dim_input(self) -> int:
         return self.height * self.width * self.channels
 
-    def pixel_lut(self) -> np.ndarray:
-        """float32 value of each uint8 pixel, computed like the reference: cast, /255, then 1-x."""
-        scaled = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    def scale(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 pixels -> float32 like the reference graph: cast, divide by 255, then 1 - x if inverted."""
+        scaled = pixels.astype(np.float32) / np.float32(255.0)
         return (np.float32(1.0) - scaled) if self.invert else scaled
+
+    def pixel_lut(self) -> np.ndarray:
+        """The float32 value of each of the 256 pixel values (what `scale` and the TF stream give)."""
+        return self.scale(np.arange(256, dtype=np.uint8))
 
 
 class ImageTaskDataset:
@@ -103,7 +107,6 @@ class ImageTaskDataset:
         self._num_images = int(counts.sum())
         self._table: np.ndarray | None = None   # uint8 [rotations * num_images, dim_input]
         self._table_tensor = None                 # the same table as a CPU tf.Tensor, for dataset()
-        self._lut = image_format.pixel_lut()
         self._eye = np.eye(self.num_classes, dtype=np.float32)
 
     # ------------------------------------------------------------------ sampling plan
@@ -173,7 +176,7 @@ class ImageTaskDataset:
         """Task `index`: inputs float32 [N*S, dim_input], one-hot labels float32 [N*S, N]."""
         table = self.load()
         rows, labels = self.plan(index)
-        return self._lut[table[rows]], self._eye[labels]
+        return self.format.scale(table[rows]), self._eye[labels]
 
     def batch(self, first_index: int, meta_batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Tasks first_index .. first_index+meta_batch_size-1 stacked: [mb, N*S, dim], [mb, N*S, N]."""
@@ -222,10 +225,10 @@ class ImageTaskDataset:
 
 
 def scale_pixels_tf(pixels, invert: bool):
-    """TF twin of `ImageFormat.pixel_lut`: uint8 -> x/255 (then 1 - that when `invert`), float32.
+    """TF twin of `ImageFormat.scale`: uint8 -> x/255 (then 1 - that when `invert`), float32.
 
-    The reference's own ops (cast, divide by 255.0, subtract from 1), which give the same float32
-    bits as the numpy lookup table for all 256 values (tested), 20x faster than a lookup gather.
+    The reference's own ops (cast, divide by 255.0, subtract from 1); they give the same float32
+    bits as numpy for all 256 values (tested), and are 20x faster than a lookup-table gather.
     """
     import tensorflow as tf
 
