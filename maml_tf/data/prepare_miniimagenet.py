@@ -144,7 +144,7 @@ def prepare_miniimagenet(src: pathlib.Path, out: pathlib.Path,
     splits = read_splits(src, images_dir)
     total_classes = sum(len(c) for c in splits.values())
     total_images = sum(len(f) for c in splits.values() for f in c.values())
-    log(f"[prepare_miniimagenet] csvs ok: " + ", ".join(
+    log("[prepare_miniimagenet] csvs ok: " + ", ".join(
         f"{split} {len(c)} classes / {sum(len(f) for f in c.values())} images" for split, c in splits.items()))
 
     staging = staging_dir(out)
