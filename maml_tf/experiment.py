@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+import tensorflow as tf
 
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
@@ -26,16 +27,19 @@ def net_spec(cfg: Config, dtype: str = "float32") -> NetSpec:
                    norm_variant=cfg.norm_variant, dtype=dtype)
 
 
-def inner_loop(cfg: Config) -> InnerLoop:
-    return InnerLoop(update_lr=cfg.update_lr, num_updates=cfg.num_updates, num_steps=cfg.num_steps,
+def inner_loop(cfg: Config, test_num_updates: int | None = None) -> InnerLoop:
+    """The inner loop of `cfg`; `test_num_updates` overrides main.py's choice (golden fixtures set their own)."""
+    steps = cfg.num_steps if test_num_updates is None else max(test_num_updates, cfg.num_updates)
+    return InnerLoop(update_lr=cfg.update_lr, num_updates=cfg.num_updates, num_steps=steps,
                      stop_grad=cfg.stop_grad, classification=cfg.classification,
                      update_batch_size=cfg.update_batch_size)
 
 
-def build(cfg: Config, dtype: str = "float32", meta_batch_size: int | None = None) -> MetaLearner:
+def build(cfg: Config, dtype: str = "float32", meta_batch_size: int | None = None,
+          test_num_updates: int | None = None) -> MetaLearner:
     """Model + MetaLearner for `cfg` (the totals' divisor defaults to --meta_batch_size)."""
     model = build_model(net_spec(cfg, dtype), seed=cfg.seed)
-    mc = MetaConfig(loop=inner_loop(cfg), meta_lr=cfg.meta_lr,
+    mc = MetaConfig(loop=inner_loop(cfg, test_num_updates), meta_lr=cfg.meta_lr,
                     meta_batch_size=meta_batch_size or cfg.meta_batch_size,
                     clip_value=cfg.clip_value, jit_compile=cfg.jit_compile)
     return MetaLearner(model, mc)
@@ -67,7 +71,7 @@ def assign_weights(learner: MetaLearner, tensors: Mapping[str, np.ndarray], sour
                             f"{list(var.shape)} (checkpoint from another architecture: check --num_classes, "
                             f"--num_filters, --datasource, --max_pool, --conv)")
     for name, var in weight_tensors(learner).items():
-        var.assign(np.asarray(tensors[name]).astype(var.dtype))
+        var.assign(np.asarray(tensors[name]).astype(tf.as_dtype(var.dtype).as_numpy_dtype))
 
 
 def assign_state(learner: MetaLearner, tensors: Mapping[str, np.ndarray], source: str) -> bool:
@@ -81,5 +85,5 @@ def assign_state(learner: MetaLearner, tensors: Mapping[str, np.ndarray], source
         value = np.asarray(tensors[n])
         if tuple(value.shape) != tuple(state[n].shape):
             raise MamlError(f"{source}: optimizer slot {n} has shape {list(value.shape)}, expected {list(state[n].shape)}")
-        state[n].assign(value.astype(state[n].dtype))
+        state[n].assign(value.astype(tf.as_dtype(state[n].dtype).as_numpy_dtype))
     return True

@@ -64,7 +64,7 @@ def sgd_step(model, fast: list[tf.Tensor], adaptable: Sequence[bool], x, y, loop
     for i, g in zip(idx, grads):
         if loop.stop_grad:
             g = tf.stop_gradient(g)
-        new[i] = fast[i] - tf.cast(loop.update_lr, g.dtype) * g
+        new[i] = fast[i] - tf.constant(loop.update_lr, g.dtype) * g  # not tf.cast: that rounds via float32
     return out, task_loss, new
 
 

@@ -12,9 +12,11 @@ import tensorflow as tf
 
 from maml_tf.models.fast_weights import read
 
-# How per-task convolutions are computed: "grouped" (one grouped conv over all tasks) or "loop"
-# (one conv per task, unrolled). Both are exact; which is faster depends on the hardware (bench/).
-CONV_IMPL = {"per_task": "grouped"}
+# How per-task convolutions are computed: "loop" (one conv per task, unrolled in the graph) or
+# "grouped" (one grouped conv, tasks as channel groups). "grouped" is faster where its gradient
+# kernels support groups, but TF's CPU Conv2DBackpropFilter rejects grouped filters with more than
+# one input channel per group, so "loop" is the default; bench/ measures both.
+CONV_IMPL = {"per_task": "loop"}
 
 
 def _per_task(w: tf.Tensor, base_rank: int) -> bool:

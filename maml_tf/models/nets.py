@@ -149,6 +149,13 @@ def build_model(spec: NetSpec, seed: int | None = None) -> MetaModel:
         for var, entry in zip(layer.trainable_variables, entries):
             roles[var.path] = entry
     model._roles = roles
+    # Biases that feed batch norm have a mathematically zero gradient (BN removes per-channel
+    # constants); their meta-gradients are rounding noise, which comparisons must know.
+    fed = set()
+    for layer, nxt in zip(stack, stack[1:]):
+        if isinstance(nxt, L.BatchNormExact) and hasattr(layer, "bias"):
+            fed.add(roles[layer.bias.path][0])
+    model.bn_fed_biases = frozenset(fed)
     return model
 
 

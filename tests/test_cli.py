@@ -1,0 +1,105 @@
+"""main.py as a user runs it: training, the test protocol, resume, and bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from maml_tf import checkpoint as ckpt
+from maml_tf.config import Config
+from maml_tf.errors import MamlError
+from maml_tf.run import run
+
+SIN = dict(datasource="sinusoid", norm="None", update_batch_size=10, update_lr=0.01, meta_batch_size=5,
+           print_interval=10, summary_interval=5, save_interval=10)
+
+
+def _main(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "maml_tf.main", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_trains_then_tests_sinusoid(tmp_path):
+    out = _main("--datasource=sinusoid", "--norm=None", "--update_batch_size=10", "--update_lr=0.01",
+                "--metatrain_iterations=30", "--meta_batch_size=5", "--print_interval=10",
+                f"--logdir={tmp_path}", "--test_after_train", "--num_test_tasks=20")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Iteration 10:" in out.stdout and "Mean validation accuracy/loss" in out.stdout
+    folder = tmp_path / "cls_5.mbs_5.ubs_10.numstep1.updatelr0.01nonorm"
+    assert ckpt.list_iterations(str(folder)) == [29]
+    rows = list(csv.reader(open(folder / "test_ubs10_stepsize0.01.csv")))
+    assert rows[0] == [f"update{i}" for i in range(11)] and len(rows) == 4
+    record = json.loads((folder / "test_ubs10_stepsize0.01.json").read_text())
+    assert record["num_tasks"] == 20 and len(record["means"]) == 11
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(folder))
+    # --train=False on the same folder tests the saved checkpoint, with other test shots
+    out = _main("--datasource=sinusoid", "--norm=None", "--update_batch_size=5", "--train_update_batch_size=10",
+                "--update_lr=0.01", "--metatrain_iterations=30", "--meta_batch_size=5", f"--logdir={tmp_path}",
+                "--train=False", "--num_test_tasks=10")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (folder / "test_ubs5_stepsize0.01.csv").exists()
+
+
+def _weights(folder, itr):
+    return ckpt.load(os.path.join(folder, f"model{itr}"))
+
+
+def test_resume_continues_exactly(tmp_path):
+    whole = Config.from_dict({**SIN, "metatrain_iterations": 40, "logdir": str(tmp_path / "whole")})
+    run(whole, log=lambda *a: None)
+    first = whole.replace(metatrain_iterations=25, logdir=str(tmp_path / "split"))
+    run(first, log=lambda *a: None)  # "interrupted" after iteration 24 (checkpoints at 10, 20, 24)
+    logs = []
+    run(first.replace(metatrain_iterations=40), log=logs.append)
+    assert any("resuming at iteration 25" in str(l) for l in logs)
+    a = _weights(os.path.join(whole.logdir, whole.exp_string), 39)
+    b = _weights(os.path.join(first.logdir, first.exp_string), 39)
+    for name in a:
+        if name.startswith(("model/", "beta")) or "Adam" in name:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_corrupt_checkpoint_on_resume_is_a_clear_error_and_nothing_is_overwritten(tmp_path):
+    cfg = Config.from_dict({**SIN, "metatrain_iterations": 12, "logdir": str(tmp_path)})
+    run(cfg, log=lambda *a: None)
+    folder = os.path.join(str(tmp_path), cfg.exp_string)
+    data = [p for p in os.listdir(folder) if p.startswith("model11.data")][0]
+    with open(os.path.join(folder, data), "r+b") as f:
+        f.seek(10)
+        f.write(b"garbage!" * 8)
+    before = {p: os.path.getmtime(os.path.join(folder, p)) for p in os.listdir(folder)}
+    with pytest.raises(MamlError, match="model11 is corrupt"):
+        run(cfg.replace(metatrain_iterations=30), log=lambda *a: None)
+    after = {p: os.path.getmtime(os.path.join(folder, p)) for p in os.listdir(folder) if not p.startswith("events")}
+    assert all(before[p] == t for p, t in after.items())
+
+
+def test_mismatched_checkpoint_names_the_variable(tmp_path):
+    cfg = Config.from_dict({**SIN, "metatrain_iterations": 3, "logdir": str(tmp_path)})
+    run(cfg, log=lambda *a: None)
+    folder = os.path.join(str(tmp_path), cfg.exp_string)
+    tensors = ckpt.load(os.path.join(folder, "model2"))
+    tensors["model/Variable_2"] = np.zeros((40, 41), np.float32)
+    ckpt.save(os.path.join(folder, "model2"), tensors)
+    with pytest.raises(MamlError, match=r"model/Variable_2 has shape \[40, 41\]"):
+        run(cfg.replace(metatrain_iterations=5), log=lambda *a: None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--datasource=cifar"], "--datasource='cifar': unknown datasource"),
+    (["--baseline=oracle", "--datasource=omniglot"], "--baseline=oracle needs --datasource=sinusoid"),
+    (["--meta_batch_size=0"], "--meta_batch_size=0: must be a positive integer"),
+    (["--logdir=/proc/nope"], "--logdir: cannot write"),
+])
+def test_cli_bad_input_is_one_clear_message(args, message):
+    out = _main(*args, "--metatrain_iterations=1")
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_test_without_checkpoint_says_what_to_do(tmp_path):
+    out = _main("--norm=None", f"--logdir={tmp_path}", "--train=False")
+    assert out.returncode == 2 and "no checkpoint to test" in out.stderr
