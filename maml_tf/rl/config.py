@@ -61,6 +61,7 @@ class RLConfig:
     snapshot_gap: int = 25
     envs_per_task: int = 1
     asynchronous: bool = False
+    inference: str = "numpy"          # sampler policy forward: "numpy" (batched) or "tf" (XLA-compiled)
 
     @property
     def mode(self) -> str:
@@ -81,6 +82,8 @@ class RLConfig:
             raise ValueError(f"--env must be one of {sorted(MAML_PRESETS)}, got {self.env!r}")
         if self.algo not in ALGOS:
             raise ValueError(f"--algo must be one of {ALGOS}, got {self.algo!r}")
+        if self.inference not in ("numpy", "tf"):
+            raise ValueError(f"--inference must be 'numpy' or 'tf', got {self.inference!r}")
         if self.hvp not in ("fd", "exact"):
             raise ValueError(f"--hvp must be 'fd' or 'exact', got {self.hvp!r}")
         for name in ("fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "batch_size",
@@ -109,13 +112,14 @@ class RLConfig:
     def from_json(s: str) -> "RLConfig":
         d = json.loads(s)
         d["hidden_sizes"] = tuple(d["hidden_sizes"])
+        d.setdefault("inference", "numpy")
         return RLConfig(**d)
 
 
 def preset(env: str, algo: str = "maml", **overrides) -> RLConfig:
     """The reference settings for (env, algo), with explicit overrides applied last."""
     if env not in MAML_PRESETS:
-        raise ValueError(f"unknown experiment {env!r}; choose from {sorted(MAML_PRESETS)}")
+        raise ValueError(f"--env: unknown experiment {env!r}; choose from {sorted(MAML_PRESETS)}")
     base: dict = dict(env=env, algo=algo)
     base.update(MAML_PRESETS[env])
     if algo == "oracle" or (algo == "pretrain" and env != "point"):

@@ -32,7 +32,7 @@ from maml_tf.rl.advantages import pack, process_task
 from maml_tf.rl.envs.registration import FAMILIES, env_info, sample_tasks
 from maml_tf.rl.maml_trpo import MetaObjective, to_batch
 from maml_tf.rl.policies import GaussianMLPPolicy, MLPPolicy
-from maml_tf.rl.sampler import TaskSampler
+from maml_tf.rl.sampler import TaskSampler, numpy_inference
 
 METHODS = ("maml", "pretrain", "random", "oracle")
 
@@ -90,7 +90,7 @@ def adapt_and_record(policy: MLPPolicy, theta: np.ndarray, env_id: str, goals: n
     theta_b = np.tile(np.asarray(theta, dtype=np.float32)[None], (n, 1))
     out = np.zeros((n_itr, n))
     for it in range(n_itr):
-        paths = sampler.sample(lambda tb, o: obj.dist_info(tb, o).numpy(), theta_b, proto.batch_size, "per_task",
+        paths = sampler.sample(numpy_inference(policy), theta_b, proto.batch_size, "per_task",
                                policy.sample_numpy, rng)
         proc = [process_task(p, discount) for p in paths]
         out[it] = [float(np.mean(t.path_returns)) for t in proc]

@@ -40,11 +40,12 @@ flags.DEFINE_integer("seed", None, "seed (reference: 1)")
 flags.DEFINE_integer("snapshot_gap", None, "write itr_<n>.npz every this many iterations")
 flags.DEFINE_integer("envs_per_task", None, "parallel env copies per task (reference: 1)")
 flags.DEFINE_boolean("asynchronous", None, "subprocess vector envs")
+flags.DEFINE_enum("inference", None, ["numpy", "tf"], "sampler policy forward (batched numpy or XLA-compiled TF)")
 flags.DEFINE_enum("hidden_nonlinearity", None, ["relu", "tanh"], "policy hidden activation")
 
 _OVERRIDES = ["fast_lr", "fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "meta_step_size",
               "batch_size", "num_grad_updates", "first_order", "hvp", "fd_base_eps", "discount", "seed",
-              "snapshot_gap", "envs_per_task", "asynchronous", "hidden_nonlinearity"]
+              "snapshot_gap", "envs_per_task", "asynchronous", "hidden_nonlinearity", "inference"]
 
 
 def main(argv):

@@ -112,7 +112,7 @@ class MetaObjective:
         theta_b = tf.tile(theta[None], [t, 1])
         if self.num_grad_updates == 0:
             return theta_b
-        return self._adapt_from(theta_b, b0, tf.cast(self.fast_lr, self.dtype))
+        return self._adapt_from(theta_b, b0, tf.constant(self.fast_lr, self.dtype))
 
     def _loss_and_kl(self, theta, b0, b1):
         theta_p = self._adapted_params(theta, b0) if self.num_grad_updates else \

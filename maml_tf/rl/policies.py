@@ -114,6 +114,30 @@ class MLPPolicy(keras.Model):
         """Dist info [T, N, K] for every task's parameter row applied to that task's observations."""
         raise NotImplementedError
 
+    # numpy twin of the forward pass, for the sampler's one-observation-per-env lock-steps: on a
+    # small shared CPU a TF dispatch costs ~0.5-1.5 ms while these three batched matmuls take
+    # ~0.1 ms. Tested equal to `forward` (tests/rl/test_policies.py).
+    def numpy_forward_fn(self, theta_b: np.ndarray):
+        """Unflatten theta_b [T, P] once; return obs [T, N, obs_dim] -> dist info [T, N, K]."""
+        theta_b = np.asarray(theta_b, dtype=self.param_dtype.as_numpy_dtype)
+        offs = np.cumsum([0] + self.param_sizes)
+        ps = [theta_b[:, offs[i]:offs[i + 1]].reshape((len(theta_b),) + shape)
+              for i, shape in enumerate(self.param_shapes)]
+        act = (lambda x: np.maximum(x, 0)) if self.hidden_nonlinearity == "relu" else np.tanh
+
+        def mlp(obs):
+            h = np.asarray(obs, dtype=theta_b.dtype)
+            for i in range(self.n_layers):
+                h = np.matmul(h, ps[2 * i]) + ps[2 * i + 1][:, None, :]
+                if i < self.n_layers - 1:
+                    h = act(h)
+            return h
+
+        return self._numpy_head(mlp, ps)
+
+    def _numpy_head(self, mlp, ps):
+        raise NotImplementedError
+
     def call(self, obs):
         """Keras entry point: the current parameters on a [N, obs_dim] batch -> dist info [N, K]."""
         theta = tf.concat([tf.reshape(tf.convert_to_tensor(v), [-1]) for v in self.params], 0)
@@ -179,6 +203,15 @@ class GaussianMLPPolicy(MLPPolicy):
         mean, log_std = self.mean_and_log_std(theta_b, obs)
         return tf.concat([mean, log_std], axis=-1)
 
+    def _numpy_head(self, mlp, ps):
+        log_std = np.maximum(ps[-1], MIN_LOG_STD)[:, None, :]
+
+        def fn(obs):
+            mean = mlp(obs)
+            return np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], axis=-1)
+
+        return fn
+
     def dist_from_info(self, info):
         mean, log_std = tf.split(info, 2, axis=-1)
         return tfd.Independent(tfd.Normal(mean, tf.exp(log_std)), reinterpreted_batch_ndims=1)
@@ -215,6 +248,14 @@ class CategoricalMLPPolicy(MLPPolicy):
     def forward(self, theta_b, obs):
         # Normalised logits (log-softmax) so KL/log-prob match the reference's probability form.
         return tf.nn.log_softmax(self.mlp(theta_b, obs), axis=-1)
+
+    def _numpy_head(self, mlp, ps):
+        def fn(obs):
+            z = mlp(obs)
+            z = z - z.max(-1, keepdims=True)
+            return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+        return fn
 
     def dist_from_info(self, info):
         return tfd.Categorical(logits=info)

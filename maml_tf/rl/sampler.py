@@ -15,8 +15,10 @@ Stop rules (reference quirk 16):
 * ``"per_task"`` (test-time VPG runs, one per goal, evaluated side by side): task i stops
   collecting once its own completed timesteps reach the quota.
 
-Episodes end on termination or at H (the env's TimeLimit is set to H; autoreset SAME_STEP gives
-the reset observation in the same call, so no lock-step is wasted).
+Episodes end on termination or at H (the env's TimeLimit is set to H). Gymnasium vector envs
+are built with SAME_STEP autoreset (the reset observation comes back in the same call); the
+numpy-batched point env (`envs.point_vector`, NEXT_STEP autoreset) is also supported: the step
+after an episode's end only returns the reset observation and is not recorded.
 """
 from __future__ import annotations
 
@@ -30,15 +32,28 @@ from gymnasium.vector import AutoresetMode
 
 from maml_tf.rl.advantages import Path
 
-# theta_b [T, P], obs [T, k, obs_dim] -> dist info [T, k, K]
-InfoFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# theta_b [T, P] -> (obs [T, k, obs_dim] -> dist info [T, k, K]); built once per sampling round
+InfoFnFactory = Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]]
+
+
+def numpy_inference(policy) -> InfoFnFactory:
+    """Batched numpy forward (default: fastest for these small MLPs on a CPU)."""
+    return policy.numpy_forward_fn
+
+
+def tf_inference(dist_info_fn) -> InfoFnFactory:
+    """A compiled TF forward such as `MetaObjective.dist_info` (theta converted once per round)."""
+    def factory(theta_b):
+        theta_t = tf.constant(theta_b)
+        return lambda obs: dist_info_fn(theta_t, obs).numpy()
+    return factory
 
 
 class TaskSampler:
     """Owns the vector env; :meth:`sample` returns completed paths per task."""
 
     def __init__(self, env_id: str, n_tasks: int, max_path_length: int, envs_per_task: int = 1,
-                 asynchronous: bool = False, seed: int = 0):
+                 asynchronous: bool = False, seed: int = 0, batched_point: bool = True):
         from maml_tf.rl import envs as task_envs  # registers the ids
 
         if n_tasks < 1 or envs_per_task < 1 or max_path_length < 1:
@@ -50,9 +65,19 @@ class TaskSampler:
         self.k = envs_per_task
         self.n_envs = n_tasks * envs_per_task
         self.max_path_length = max_path_length
-        self.envs = task_envs.make_vector_env(
-            env_id, [None] * self.n_envs, asynchronous=asynchronous,
-            env_kwargs={"max_episode_steps": max_path_length}, autoreset_mode=AutoresetMode.SAME_STEP)
+        # The point env is a few array ops: step all sub-envs as one numpy batch (tasks pinned).
+        self.batched = batched_point and env_id.startswith("maml_tf/PointGoal") and not asynchronous
+        if self.batched:
+            from maml_tf.rl.envs.point_vector import PointGoalVectorEnv
+
+            self.envs = PointGoalVectorEnv(np.zeros((self.n_envs, 2)), oracle=self.info.oracle,
+                                           max_episode_steps=max_path_length)
+        else:
+            self.envs = task_envs.make_vector_env(
+                env_id, [None] * self.n_envs, asynchronous=asynchronous,
+                env_kwargs={"max_episode_steps": max_path_length}, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.next_step_reset = self.envs.metadata.get("autoreset_mode") == AutoresetMode.NEXT_STEP
+        self._tasks_set = not self.batched
         self._seed = int(seed)
         self._n_resets = 0
         self.last_stats: dict[str, float] = {}
@@ -65,14 +90,17 @@ class TaskSampler:
         from maml_tf.rl import envs as task_envs
 
         if tasks is None:
+            if self.batched:
+                raise ValueError("the batched point env needs pinned tasks; build the sampler with batched_point=False")
             task_envs.set_tasks(self.envs, [None] * self.n_envs)
             return
+        self._tasks_set = True
         tasks = list(tasks)
         if len(tasks) != self.n_tasks:
             raise ValueError(f"got {len(tasks)} tasks for a sampler built for {self.n_tasks}")
         task_envs.set_tasks(self.envs, [t for t in tasks for _ in range(self.k)])
 
-    def sample(self, info_fn: InfoFn, theta_b: np.ndarray, quota: int, stop_rule: str,
+    def sample(self, info_fn_for: InfoFnFactory, theta_b: np.ndarray, quota: int, stop_rule: str,
                sample_fn: Callable[[np.ndarray, np.random.Generator], np.ndarray],
                rng: np.random.Generator) -> list[list[Path]]:
         """Roll out until the stop rule holds; returns per-task lists of completed paths."""
@@ -82,9 +110,11 @@ class TaskSampler:
             raise ValueError(f"theta_b has {theta_b.shape[0]} rows for {self.n_tasks} tasks")
         if quota < 1:
             raise ValueError(f"the sample quota must be >= 1 timestep, got {quota}")
+        if not self._tasks_set:
+            raise RuntimeError("call set_tasks() before sample() on the batched point env")
         t_start = time.perf_counter()
         t_policy = 0.0
-        theta_t = tf.constant(theta_b)  # converted once, not per lock-step
+        info_fn = info_fn_for(theta_b)  # parameters prepared once, not per lock-step
         discrete = self.info.discrete
         obs, _ = self.envs.reset(seed=self._seed + 100_003 * self._n_resets)
         self._n_resets += 1
@@ -93,6 +123,7 @@ class TaskSampler:
         done_paths: list[list[Path]] = [[] for _ in range(self.n_tasks)]
         done_steps = np.zeros(self.n_tasks, dtype=np.int64)
         n_steps = 0
+        resetting = np.zeros(self.n_envs, dtype=bool)  # NEXT_STEP: this step only resets these envs
         while True:
             if stop_rule == "total" and done_steps.sum() >= quota:
                 break
@@ -100,7 +131,7 @@ class TaskSampler:
                 break
             o = np.asarray(obs, dtype=np.float32).reshape(self.n_tasks, self.k, -1)
             tp = time.perf_counter()
-            info = np.asarray(info_fn(theta_t, o)).reshape(self.n_envs, -1)
+            info = np.asarray(info_fn(o)).reshape(self.n_envs, -1)
             t_policy += time.perf_counter() - tp
             actions = np.asarray(sample_fn(info, rng), dtype=np.float32)
             env_actions = actions[:, 0].astype(np.int64) if discrete else actions
@@ -108,6 +139,8 @@ class TaskSampler:
             n_steps += self.n_envs
             flat_obs = o.reshape(self.n_envs, -1)
             for e in range(self.n_envs):
+                if resetting[e]:
+                    continue
                 b = buf[e]
                 b[0].append(flat_obs[e]); b[1].append(actions[e]); b[2].append(rewards[e]); b[3].append(info[e])
                 if terms[e] or truncs[e]:
@@ -117,6 +150,8 @@ class TaskSampler:
                                                   np.asarray(b[2], dtype=np.float64), np.stack(b[3])))
                         done_steps[i] += len(b[2])
                     buf[e] = ([], [], [], [])
+            if self.next_step_reset:
+                resetting = np.logical_and(np.logical_or(terms, truncs), ~resetting)
             obs = next_obs
         wall = time.perf_counter() - t_start
         self.last_stats = {"wall_s": wall, "policy_s": t_policy, "env_steps": n_steps,

@@ -11,6 +11,7 @@ checkpoints consistent with best-by-training-return selection (quirk 19).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import pickle
@@ -24,7 +25,7 @@ from maml_tf.rl.advantages import average_return, pack, process_task
 from maml_tf.rl.config import RLConfig
 from maml_tf.rl.maml_trpo import MetaObjective, PretrainStep, meta_trpo_step, to_batch
 from maml_tf.rl.policies import GaussianMLPPolicy, CategoricalMLPPolicy, MLPPolicy, make_policy
-from maml_tf.rl.sampler import TaskSampler
+from maml_tf.rl.sampler import TaskSampler, numpy_inference, tf_inference
 
 CSV_FIELDS = ["itr", "pre_return", "post_return", "loss_before", "loss_after", "mean_kl", "accepted",
               "n_backtracks", "step_size", "pre_trajs", "post_trajs", "entropy", "t_sample", "t_process",
@@ -82,10 +83,13 @@ class Trainer:
         self.obj = MetaObjective(self.policy, cfg.fast_lr, 1 if mode == "maml" else 0, cfg.first_order)
         self.pretrain = PretrainStep(self.obj, cfg.pretrain_lr) if mode == "maml0" else None
         if mode == "trpo":
-            n_tasks, k = 1, cfg.trpo_envs()
+            n_tasks, k = 1, cfg.trpo_envs()  # tasks unpinned: not the batched point env
         else:
             n_tasks, k = cfg.meta_batch_size, cfg.envs_per_task
-        self.sampler = TaskSampler(cfg.env_id, n_tasks, cfg.max_path_length, k, cfg.asynchronous, seed=cfg.seed)
+        self.sampler = TaskSampler(cfg.env_id, n_tasks, cfg.max_path_length, k, cfg.asynchronous, seed=cfg.seed,
+                                   batched_point=mode != "trpo")
+        self.inference = (numpy_inference(self.policy) if cfg.inference == "numpy"
+                          else tf_inference(self.obj.dist_info))
         self.theta = self.policy.get_flat()
         self.start_itr = 0
         self.best = -np.inf
@@ -102,7 +106,8 @@ class Trainer:
 
     def _restore(self, path: str) -> None:
         ck = load_checkpoint(path)
-        if ck["config"].to_json() != self.cfg.to_json():
+        # n_itr may grow on resume (train longer); everything else must match the saved run.
+        if dataclasses.replace(ck["config"], n_itr=self.cfg.n_itr) != self.cfg:
             raise ValueError(f"--resume: the flags differ from the run in {self.log_dir}:\n"
                              f"  saved {ck['config'].to_json()}\n  given {self.cfg.to_json()}")
         ex = ck["extra"]
@@ -124,7 +129,7 @@ class Trainer:
         return ex
 
     def _sample(self, theta_b: np.ndarray, quota: int) -> list:
-        return self.sampler.sample(lambda tb, o: self.obj.dist_info(tb, o).numpy(), theta_b, quota,
+        return self.sampler.sample(self.inference, theta_b, quota,
                                    "total", self.policy.sample_numpy, self.action_rng)
 
     def _process(self, paths: list) -> list:

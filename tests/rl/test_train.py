@@ -1,0 +1,72 @@
+"""One training iteration of each mode on the point env, checkpoints and resume (tiny sizes)."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from maml_tf.rl.config import preset
+from maml_tf.rl.train import Trainer, load_checkpoint
+
+TINY = dict(fast_batch_size=2, meta_batch_size=3, max_path_length=20, hidden_sizes=(16, 16), snapshot_gap=1)
+
+
+def test_one_meta_iteration_keeps_kl_within_the_bound(tmp_path):
+    cfg = preset("point", "maml", n_itr=1, **TINY)
+    tr = Trainer(cfg, str(tmp_path / "run"), log=lambda s: None)
+    theta0 = tr.theta.copy()
+    row = tr.iteration(0)
+    assert np.isfinite(row["pre_return"]) and np.isfinite(row["post_return"])
+    assert row["pre_trajs"] >= 6 and row["post_trajs"] >= 6
+    if row["accepted"]:
+        assert 0 < row["mean_kl"] <= cfg.meta_step_size
+        assert row["loss_after"] < row["loss_before"]
+        assert not np.array_equal(tr.theta, theta0)
+    else:
+        np.testing.assert_array_equal(tr.theta, theta0)
+
+
+def test_pretrain_and_oracle_modes_run(tmp_path):
+    cfg = preset("point", "pretrain", n_itr=1, **TINY)
+    assert cfg.mode == "maml0"
+    tr = Trainer(cfg, str(tmp_path / "pre"), log=lambda s: None)
+    theta0 = tr.theta.copy()
+    row = tr.iteration(0)
+    assert np.isnan(row["post_return"])
+    # one Adam step moves every parameter with a nonzero gradient by about lr
+    moved = np.abs(tr.theta - theta0)
+    assert 0 < moved.max() <= 1.01e-3
+    cfg = preset("point", "oracle", n_itr=1, batch_size=100, max_path_length=20, hidden_sizes=(16, 16))
+    assert cfg.mode == "trpo" and cfg.env_id.endswith("Oracle-v0") and cfg.trpo_envs() == 5
+    row = Trainer(cfg, str(tmp_path / "oracle"), log=lambda s: None).iteration(0)
+    assert row["pre_trajs"] >= 5 and (not row["accepted"] or row["mean_kl"] <= 0.01)
+
+
+def test_train_writes_checkpoints_and_resumes(tmp_path):
+    # pretrain mode (first-order, Adam state in the checkpoint) keeps this test cheap
+    run = str(tmp_path / "run")
+    cfg = preset("point", "pretrain", n_itr=1, **TINY)
+    Trainer(cfg, run, log=lambda s: None).train()
+    with pytest.raises(FileExistsError, match="resume"):
+        Trainer(cfg, run, log=lambda s: None)
+    cfg2 = preset("point", "pretrain", n_itr=2, **TINY)
+    tr = Trainer(cfg2, run, resume=True, log=lambda s: None)
+    assert tr.start_itr == 1
+    np.testing.assert_array_equal(tr.theta, load_checkpoint(os.path.join(run, "latest.npz"))["theta"])
+    assert int(tr.pretrain.opt.iterations.numpy()) == 1  # Adam state restored
+    tr.train()
+    with open(os.path.join(run, "progress.csv")) as f:
+        assert [int(r["itr"]) for r in csv.DictReader(f)] == [0, 1]
+    assert {"latest.npz", "best.npz", "itr_0.npz", "itr_1.npz", "config.json"} <= set(os.listdir(run))
+    assert load_checkpoint(os.path.join(run, "latest.npz"))["itr"] == 1
+    with pytest.raises(ValueError, match="flags differ"):
+        Trainer(preset("point", "pretrain", n_itr=3, **{**TINY, "fast_lr": 0.1}), run, resume=True, log=lambda s: None)
+
+
+def test_bad_flags_are_named():
+    with pytest.raises(ValueError, match="--env"):
+        preset("pong")
+    with pytest.raises(ValueError, match="meta_step_size"):
+        preset("point", meta_step_size=-1.0)
+    with pytest.raises(ValueError, match="num_grad_updates"):
+        preset("point", num_grad_updates=2)
