@@ -7,6 +7,7 @@ meant for the person running the command.
 """
 from __future__ import annotations
 
+
 import hashlib
 import io
 import os
@@ -16,11 +17,13 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from maml_tf.errors import MamlError
+
 CHECKSUM_FILE = "SHA256SUMS"
 TEMP_MARK = ".tmp-"
 
 
-class DataError(ValueError):
+class DataError(MamlError, ValueError):
     """Bad or missing input data; the message says which file or folder and what to do."""
 
 

@@ -6,6 +6,7 @@ so a resumed run draws exactly the tasks an uninterrupted run would have drawn.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -35,13 +36,19 @@ class SinusoidStream:
         self.tasks.set_state(state)
 
 
+def data_folder(cfg: Config) -> str:
+    """Where the reference reads each dataset from, under --data_dir (default ./data)."""
+    sub = {"omniglot": "omniglot_resized", "miniimagenet": "miniImagenet"}[cfg.datasource]
+    return os.path.join(cfg.data_dir, sub)
+
+
 class ImageStream:
     """Meta-batches of image tasks number first_index, first_index+1, ... of a deterministic stream."""
 
     def __init__(self, cfg: Config, split_name: str, seed: int, meta_batch_size: int, prefetch: bool = True):
         from maml_tf.data.tasks import make_dataset  # the image pipeline (imported lazily: TF data deps)
 
-        self.dataset = make_dataset(cfg.datasource, cfg.data_dir, split_name, cfg.num_classes,
+        self.dataset = make_dataset(cfg.datasource, data_folder(cfg), split_name, cfg.num_classes,
                                     cfg.samples_per_class, seed)
         self.mb = meta_batch_size
         self.support = cfg.num_classes * cfg.update_batch_size
