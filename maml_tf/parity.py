@@ -156,8 +156,15 @@ class Checker:
     def check_replayed_adam(self, file: str, ours: dict, init: dict, names: list[str], lr: float, clip):
         """Our own after3 against TF1 Adam replayed in numpy on our own per-step gradients."""
         replay = replay_tf1_adam(init, names, ours["_step_grads"], lr, clip)
+        steps = len(ours["_step_grads"])
         for n in names:
             rk = f"after3__{key(n)}"
+            if n in self.bn_fed:
+                # Their gradient is rounding noise, recomputed in another graph for the replay: Adam
+                # may step either way, by about meta_lr per step.
+                self.compare(file + " (replayed Adam)", rk, ours[rk], replay[n], 2 * lr * steps,
+                             f"bias feeding batch norm (noise gradient): 2*meta_lr*{steps} abs", "abs")
+                continue
             self.compare(file + " (replayed Adam)", rk, ours[rk], replay[n], 1e-6,
                          "after 3 steps vs numpy TF1 Adam on our gradients: 1e-6 abs", "abs")
 

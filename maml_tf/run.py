@@ -28,6 +28,25 @@ def ensure_writable(folder: str) -> None:
         raise MamlError(f"--logdir: cannot write to {folder}: {e.strerror or e}") from None
 
 
+# Flags a resumed run may change: how long it runs and how it logs, not what it computes.
+RESUMABLE_CHANGES = {"metatrain_iterations", "logdir", "resume", "train", "test_iter", "test_set", "log", "data_dir",
+                     "num_test_tasks", "test_chunk", "test_after_train", "jit_compile", "save_interval",
+                     "print_interval", "summary_interval", "val_interval", "train_update_batch_size", "train_update_lr"}
+
+
+def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
+    """Refuse to resume a checkpoint written with other flags (the folder name does not hold them all:
+    a pretraining baseline and MAML with the same K land in the same reference folder)."""
+    if not saved:
+        return
+    now = cfg.to_dict()
+    diff = [k for k in sorted(now) if k in saved and k not in RESUMABLE_CHANGES and saved[k] != now[k]]
+    if diff:
+        detail = ", ".join(f"--{k}={saved[k]!r} there, {now[k]!r} now" for k in diff)
+        raise MamlError(f"{prefix} was written by a run with other flags ({detail}); use another --logdir, "
+                        f"or move the old checkpoints away")
+
+
 def run(cfg: Config, log=print) -> dict:
     """Train and/or test as the flags say; returns the test summary (if a test ran)."""
     streams.check_classes(cfg)
@@ -38,11 +57,16 @@ def run(cfg: Config, log=print) -> dict:
         stream = streams.training_stream(cfg)
         val_stream = streams.validation_stream(cfg)
         start = 0
+        if not cfg.resume and ckpt.list_iterations(folder):
+            raise MamlError(f"--resume=False but {folder} already holds checkpoints "
+                            f"({', '.join(f'model{i}' for i in ckpt.list_iterations(folder))}); they are not "
+                            "overwritten: use another --logdir, or move them away")
         prefix = ckpt.find(folder) if cfg.resume else None
         if prefix is not None:
             tensors = ckpt.load(prefix)
             restored_adam = assign_state(learner, tensors, prefix)
-            nxt, state, _ = loop.read_resume_info(tensors)
+            nxt, state, saved = loop.read_resume_info(tensors)
+            check_same_run(cfg, saved, prefix)
             # A reference checkpoint has no position: main.py resumes at the saved iteration.
             start = nxt if nxt is not None else loop.iteration_of(prefix)
             if state is not None:

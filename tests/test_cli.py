@@ -103,3 +103,13 @@ def test_cli_bad_input_is_one_clear_message(args, message):
 def test_cli_test_without_checkpoint_says_what_to_do(tmp_path):
     out = _main("--norm=None", f"--logdir={tmp_path}", "--train=False")
     assert out.returncode == 2 and "no checkpoint to test" in out.stderr
+
+
+def test_resume_refuses_a_checkpoint_from_other_flags(tmp_path):
+    """The reference names pretraining and MAML runs alike: resuming one as the other must be refused."""
+    maml = Config.from_dict({**SIN, "metatrain_iterations": 3, "logdir": str(tmp_path)})
+    run(maml, log=lambda *a: None)
+    pretrain = maml.replace(pretrain_iterations=3, metatrain_iterations=0)
+    assert pretrain.exp_string == maml.exp_string
+    with pytest.raises(MamlError, match="--pretrain_iterations=0 there, 3 now"):
+        run(pretrain, log=lambda *a: None)

@@ -73,3 +73,18 @@ def test_fixture_missing_arrays_is_a_clear_error(shared_dir, tmp_path):
     np.savez_compressed(tmp_path / "case_B_firstorder.npz", **data)
     with pytest.raises(MamlError, match="arrays missing: lossesb"):
         parity.check(str(tmp_path / "case_B.json"), ["primary"])
+
+
+def test_golden_parity_case_C_omniglot_conv_batch_norm(shared_dir):
+    chk = parity.check(str(shared_dir / "golden" / "case_C.json"), ["primary", "firstorder", "normvariants", "float64"])
+    bad = [r for r in chk.rows if not r.ok]
+    assert not bad, parity.format_table(chk, quiet=True)
+    assert {r.file for r in chk.rows} >= {"case_C.npz", "case_C_firstorder.npz", "case_C_normvariants.npz",
+                                          "case_C_float64.npz"}
+
+
+@pytest.mark.slow
+def test_golden_parity_case_E_miniimagenet_from_the_reference_checkpoint(shared_dir):
+    chk = parity.check(str(shared_dir / "golden" / "case_E.json"), ["primary", "firstorder", "normvariants", "float64"])
+    bad = [r for r in chk.rows if not r.ok]
+    assert not bad, parity.format_table(chk, quiet=True)
