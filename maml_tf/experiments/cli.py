@@ -1,0 +1,134 @@
+"""`./run_experiments.sh`: list, run and report the paper's experiments.
+
+    ./run_experiments.sh list                      # every experiment: paper reference, data, rough cost
+    ./run_experiments.sh sinusoid 'omniglot_5way*' # run some (names or shell patterns), then report
+    ./run_experiments.sh all                       # everything whose data is present; says what it skipped
+    ./run_experiments.sh --quick all               # tiny sizes, into results/quick and logs/quick
+    ./run_experiments.sh report                    # only re-assemble results/README.md and the figures
+
+Exit status: 0 when every requested experiment ran, 1 when one failed, 2 on bad input (unknown
+name, missing data for an experiment named explicitly, unwritable folder).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from maml_tf.experiments import registry, runner
+from maml_tf.experiments.runner import ExperimentError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_experiments.sh", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("targets", nargs="*", help="list | all | report | experiment names or patterns")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a wiring check); results/quick, logs/quick")
+    p.add_argument("--results", default=None, help="results folder (default results, or results/quick)")
+    p.add_argument("--logs", default=None, help="checkpoints and logs (default logs, or logs/quick)")
+    p.add_argument("--data_dir", default="data", help="folder holding omniglot_resized/ and miniImagenet/")
+    p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
+    return p
+
+
+def _abs(path: str) -> str:
+    """Paths are relative to where the user ran the script (scripts/venv.sh moves to the repo root)."""
+    return os.path.abspath(os.path.join(os.environ.get("MAML_TF_CALLER_CWD", os.getcwd()), path))
+
+
+def list_experiments(data_dir: str) -> str:
+    lines = [f"{'name':34s} {'paper':34s} {'data':13s} {'rough cost here':16s} status"]
+    for e in registry.EXPERIMENTS.values():
+        why = runner.missing_data(e, data_dir)
+        cost = _human(e.cost_s)
+        lines.append(f"{e.name:34s} {e.paper_ref[:34]:34s} {e.data or '-':13s} {cost:16s} "
+                     f"{'ready' if why is None else 'no data'}")
+    lines.append("")
+    lines.append("Costs are rough full-size estimates for the 2-core CPU (train + test); --quick runs each in "
+                 "well under a minute. Names accept shell patterns, e.g. 'rl_point_*'.")
+    return "\n".join(lines)
+
+
+def _human(s: float) -> str:
+    if s >= 86400:
+        return f"~{s / 86400:.1f} days"
+    if s >= 3600:
+        return f"~{s / 3600:.0f} h"
+    return f"~{max(1, round(s / 60))} min"
+
+
+def check_mode(results_dir: str, quick: bool) -> None:
+    """Quick and full results never share a folder."""
+    mixed = [n for n, r in runner.load_records(results_dir).items() if r.get("quick") != quick]
+    if mixed:
+        raise ExperimentError(f"{results_dir} holds {'full' if quick else 'quick'} results ({', '.join(mixed[:3])}"
+                              f"{'...' if len(mixed) > 3 else ''}); {'quick' if quick else 'full'} results go to "
+                              "another folder (--results)")
+
+
+def report(results_dir: str, quick: bool, figures: bool, skipped: dict[str, str], echo=print) -> str:
+    records = runner.load_records(results_dir)
+    pngs = {}
+    if figures:
+        from maml_tf.experiments import plots
+
+        pngs = plots.make_all(results_dir, records, echo)
+    path = __import__("maml_tf.experiments.results", fromlist=["assemble"]).assemble(
+        results_dir, records, quick, pngs, skipped)
+    echo(f"wrote {path}")
+    return path
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    data_dir = _abs(args.data_dir)
+    try:
+        if not args.targets:
+            raise ExperimentError("nothing to do: give list, all, report or experiment names (see --help)")
+        if args.targets == ["list"]:
+            print(list_experiments(data_dir))
+            return 0
+        results_dir = _abs(args.results or ("results/quick" if args.quick else "results"))
+        logs_dir = _abs(args.logs or ("logs/quick" if args.quick else "logs"))
+        if args.targets == ["report"]:
+            runner.ensure_writable(results_dir, "results")
+            check_mode(results_dir, args.quick)
+            report(results_dir, args.quick, args.figures, {})
+            return 0
+        explicit = args.targets != ["all"]
+        if explicit and {"all", "list", "report"} & set(args.targets):
+            raise ExperimentError("list, all and report are commands of their own; do not mix them with names")
+        try:
+            chosen = registry.select(args.targets) if explicit else list(registry.EXPERIMENTS.values())
+        except KeyError as e:
+            raise ExperimentError(f"unknown experiment(s): {e.args[0]}\nvalid names:\n  "
+                                  + "\n  ".join(registry.EXPERIMENTS)) from None
+        skipped = {e.name: why for e in chosen if (why := runner.missing_data(e, data_dir))}
+        if explicit and skipped:
+            raise ExperimentError("missing data:\n  " + "\n  ".join(f"{n}: {w}" for n, w in skipped.items()))
+        runner.ensure_writable(results_dir, "results")
+        runner.ensure_writable(os.path.join(results_dir, "runs"), "results")
+        runner.ensure_writable(logs_dir, "logs")
+        check_mode(results_dir, args.quick)
+        for name, why in skipped.items():
+            print(f"skipping {name}: {why}")
+        failed = []
+        todo = [e for e in chosen if e.name not in skipped]
+        for i, exp in enumerate(todo):
+            print(f"[{i + 1}/{len(todo)}] {exp.name}: {exp.title}{' (quick)' if args.quick else ''}", flush=True)
+            rec = runner.run_experiment(exp, args.quick, results_dir, logs_dir, data_dir,
+                                        echo=lambda s: print(s, flush=True))
+            print(f"[{i + 1}/{len(todo)}] {exp.name}: {rec['status']} in {rec['wall_s']:.0f}s", flush=True)
+            if rec["status"] != "done":
+                failed.append(exp.name)
+        report(results_dir, args.quick, args.figures, skipped)
+        if skipped:
+            print(f"skipped {len(skipped)} experiment(s) for missing data: {', '.join(skipped)}")
+        if failed:
+            print(f"FAILED: {', '.join(failed)} (see the logs named in {results_dir}/README.md)", file=sys.stderr)
+            return 1
+        return 0
+    except ExperimentError as e:
+        print(f"run_experiments: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,219 @@
+"""Every paper experiment, with the paper's flags written once.
+
+An `Experiment` is a list of commands (train, then test/evaluate) of the project's entry points,
+`python -m maml_tf.main` (supervised, the flags of cbfinn/maml's main.py) and
+`python -m maml_tf.rl.main` / `python -m maml_tf.rl.evaluate` (RL, the settings of cbfinn/maml_rl's
+scripts, which `maml_tf.rl.config` already holds as presets). The flags come from the paper /
+reference README (spec "Paper commands"); `QUICK_*` shrink every experiment to a wiring check.
+
+Nothing here runs anything or imports TensorFlow: `list` must be instant.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Any
+
+# ------------------------------------------------------------------------------------------------
+# Paper settings (cbfinn/maml README + paper; spec reference-supervised.md "Paper commands").
+SINUSOID = dict(datasource="sinusoid", metatrain_iterations=70000, norm="None", update_batch_size=10,
+                update_lr=0.01)  # the paper's alpha 0.01 (the reference README left the 1e-3 default)
+SINUSOID_TEST_SHOTS = (10, 5, 20)  # the training K first: it is tested right after training
+OMNIGLOT = {  # N-way: flags shared by 1- and 5-shot
+    5: dict(datasource="omniglot", metatrain_iterations=60000, meta_batch_size=32, update_lr=0.4, num_updates=1),
+    20: dict(datasource="omniglot", num_classes=20, metatrain_iterations=60000, meta_batch_size=16,
+             update_lr=0.1, num_updates=5),
+}
+MINIIMAGENET = dict(datasource="miniimagenet", metatrain_iterations=60000, meta_batch_size=4, update_lr=0.01,
+                    num_updates=5, num_classes=5, num_filters=32, max_pool=True)
+IMAGE_TEST = dict(train=False, test_set=True)  # "--train=False --test_set=True" (reference README)
+
+# Paper Table 1 (mean accuracy %, 95% interval over 600 tasks); None where the paper has no entry.
+TABLE1 = {
+    ("omniglot", 5, 1, "conv", "second"): (98.7, 0.4), ("omniglot", 5, 5, "conv", "second"): (99.9, 0.1),
+    ("omniglot", 20, 1, "conv", "second"): (95.8, 0.3), ("omniglot", 20, 5, "conv", "second"): (98.9, 0.2),
+    ("omniglot", 5, 1, "fc", "second"): (89.7, 1.1), ("omniglot", 5, 5, "fc", "second"): (97.5, 0.6),
+    ("miniimagenet", 5, 1, "conv", "second"): (48.70, 1.84), ("miniimagenet", 5, 5, "conv", "second"): (63.11, 0.92),
+    ("miniimagenet", 5, 1, "conv", "first"): (48.07, 1.75), ("miniimagenet", 5, 5, "conv", "first"): (63.15, 0.91),
+}
+# Paper sinusoid numbers (appendix, K=5): MSE after 1 / 10 steps.
+SINUSOID_PAPER = {("maml", 5): {1: 0.67, 10: 0.35}, ("pretrained", 5): {1: 2.41, 10: 2.19}}
+
+RL_ENVS = {  # family -> (title, mujoco needed)
+    "point": ("2D navigation", False),
+    "cheetah_vel": ("half-cheetah goal velocity", True),
+    "cheetah_dir": ("half-cheetah forward/backward", True),
+    "ant_vel": ("ant goal velocity", True),
+    "ant_dir": ("ant forward/backward", True),
+}
+RL_METHODS = {  # our name -> (rl.main --algo or None for untrained, rl.evaluate --method)
+    "maml": ("maml", "maml"), "pretrained": ("pretrain", "pretrain"), "random": (None, "random"),
+    "oracle": ("oracle", "oracle"),
+}
+RL_CHECKPOINT = "best.npz"  # the paper evaluated the best-by-training-return snapshot (spec 1.2 note)
+
+# ------------------------------------------------------------------------------------------------
+# --quick: every experiment at a tiny size. Only sizes shrink; the model and algorithm stay.
+QUICK_SUPERVISED = dict(meta_batch_size=2, num_test_tasks=4, test_chunk=4, save_interval=2, print_interval=1,
+                        summary_interval=1, val_interval=2)
+QUICK_ITERATIONS = 3
+QUICK_RL_TRAIN = dict(n_itr=2, meta_batch_size=2, fast_batch_size=1, max_path_length=10, batch_size=20,
+                      snapshot_gap=1)
+QUICK_RL_EVAL = dict(n_goals=2, n_itr=2)  # batch_size: one path of the protocol's horizon (set per env)
+RL_EVAL_HORIZON = {"point": 100}  # the evaluation protocol's H (200 for the locomotion tasks)
+
+# Rough measured rates on the 2-core development CPU, for `list` (seconds per unit).
+RATE = {"sinusoid_it": 1 / 90, "omniglot5_it": 0.35, "omniglot20_it": 1.5, "mini_it": 2.5, "point_itr": 20,
+        "loco_itr": 150, "ant_itr": 300}
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One invocation of an entry point: `python -m module --flag=value ...`."""
+
+    role: str                       # "train", "test" or "eval"
+    module: str
+    flags: dict[str, Any]
+    label: str = ""                 # e.g. "K=5" for one of several tests
+    produces_result: bool = False   # writes a test-protocol json (supervised train+test, test)
+
+    def argv(self) -> list[str]:
+        return ["python", "-m", self.module] + [f"--{k}={_flag_str(v)}" for k, v in self.flags.items()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    paper_ref: str                  # which paper table / figure it reproduces
+    table: str                      # results table it belongs to: "table1", "sinusoid", "rl_<env>"
+    family: str                     # "supervised" or "rl"
+    data: str | None                # "omniglot", "miniimagenet", "mujoco" or None
+    cost_s: float                   # rough full-size cost on this machine (train + test), seconds
+    spec: dict[str, Any]            # table-specific keys (K, method, N, shots, ...)
+    train_flags: dict[str, Any] | None
+    tests: tuple[dict[str, Any], ...]
+
+    def commands(self, quick: bool, logdir: str, data_dir: str, out_dir: str) -> list[Command]:
+        """The full command list for one run; `logdir` is this experiment's own folder."""
+        if self.family == "supervised":
+            return _supervised_commands(self, quick, logdir, data_dir)
+        return _rl_commands(self, quick, logdir, out_dir)
+
+
+def _flag_str(v: Any) -> str:
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------------------
+def _supervised_commands(exp: Experiment, quick: bool, logdir: str, data_dir: str) -> list[Command]:
+    base = dict(exp.train_flags, logdir=logdir)
+    if exp.data:
+        base["data_dir"] = data_dir
+    if quick:
+        base.update(QUICK_SUPERVISED)
+        for key in ("metatrain_iterations", "pretrain_iterations"):
+            if base.get(key):
+                base[key] = QUICK_ITERATIONS
+    # The first test uses the training K: main.py runs it on the final weights (--test_after_train),
+    # which saves a process start; test_set only selects the test protocol's split.
+    first, *others = exp.tests
+    if first.get("update_batch_size", base.get("update_batch_size")) != base.get("update_batch_size"):
+        raise ValueError(f"{exp.name}: the first test must use the training K")
+    train = {**base, **{k: v for k, v in first.items() if k != "train"}, "test_after_train": True}
+    cmds = [Command("train", "maml_tf.main", train, _label(first), produces_result=True)]
+    for t in others:
+        cmds.append(Command("test", "maml_tf.main", {**base, **t, "train": False}, _label(t), produces_result=True))
+    return cmds
+
+
+def _label(test: dict[str, Any]) -> str:
+    return f"K={test['update_batch_size']}" if "update_batch_size" in test else ""
+
+
+def _rl_commands(exp: Experiment, quick: bool, logdir: str, out_dir: str) -> list[Command]:
+    env, method = exp.spec["env"], exp.spec["method"]
+    algo, eval_method = RL_METHODS[method]
+    cmds = []
+    ev: dict[str, Any] = dict(env=env, method=eval_method, out_dir=out_dir)
+    if algo is not None:
+        train = dict(env=env, algo=algo, run_dir=logdir)
+        if quick:
+            train.update(QUICK_RL_TRAIN)
+        cmds.append(Command("train", "maml_tf.rl.main", train))
+        ev["checkpoint"] = f"{logdir}/{RL_CHECKPOINT}"
+    if quick:
+        ev.update(QUICK_RL_EVAL, batch_size=RL_EVAL_HORIZON.get(env, 200))
+        if method == "oracle":
+            ev["n_itr"] = 1
+    cmds.append(Command("eval", "maml_tf.rl.evaluate", ev, produces_result=True))
+    return cmds
+
+
+def _sinusoid() -> list[Experiment]:
+    tests = tuple(dict(update_batch_size=k, train_update_batch_size=SINUSOID["update_batch_size"])
+                  for k in SINUSOID_TEST_SHOTS)
+    train_cost = SINUSOID["metatrain_iterations"] * RATE["sinusoid_it"] + 3 * 60
+    pre = dict(SINUSOID, pretrain_iterations=SINUSOID["metatrain_iterations"], metatrain_iterations=0)
+    return [
+        Experiment("sinusoid", "Sinusoid regression, MAML (K=10 training, tested K=5/10/20)",
+                   "Sinusoid table, Fig. 2, Fig. 3", "sinusoid", "supervised", None, train_cost,
+                   dict(method="maml"), SINUSOID, tests),
+        Experiment("sinusoid_pretrained", "Sinusoid regression, pretrained on all tasks (baseline)",
+                   "Sinusoid table, Fig. 2, Fig. 3", "sinusoid", "supervised", None, train_cost,
+                   dict(method="pretrained"), pre, tests),
+        Experiment("sinusoid_oracle", "Sinusoid regression, oracle (amplitude and phase as inputs)",
+                   "Sinusoid table", "sinusoid", "supervised", None, train_cost,
+                   dict(method="oracle"), dict(SINUSOID, baseline="oracle"), tests),
+    ]
+
+
+def _images() -> list[Experiment]:
+    out = []
+    settings = [("omniglot", n, k) for n in (5, 20) for k in (1, 5)] + [("miniimagenet", 5, k) for k in (1, 5)]
+    for source, n, k in settings:
+        for net in (("conv", "fc") if source == "omniglot" else ("conv",)):
+            for order in ("second", "first"):
+                flags = dict(OMNIGLOT[n] if source == "omniglot" else MINIIMAGENET, update_batch_size=k)
+                if net == "fc":
+                    flags["conv"] = False
+                if order == "first":
+                    flags["stop_grad"] = True
+                name = f"{source}_{n}way{k}shot" + ("_fc" if net == "fc" else "") + ("_fo" if order == "first" else "")
+                pretty = "Omniglot" if source == "omniglot" else "MiniImagenet"
+                title = (f"{pretty} {n}-way {k}-shot, {'conv' if net == 'conv' else 'fully connected'} net, "
+                         f"{order}-order MAML")
+                rate = RATE["mini_it"] if source == "miniimagenet" else RATE[f"omniglot{n}_it"]
+                cost = flags["metatrain_iterations"] * rate * (0.6 if order == "first" else 1.0) + 10 * 60
+                out.append(Experiment(name, title, "Table 1" if (source, n, k, net, order) in TABLE1 else
+                                      "Table 1 setting (no paper number)", "table1", "supervised", source, cost,
+                                      dict(source=source, ways=n, shots=k, net=net, order=order),
+                                      flags, (dict(IMAGE_TEST, update_batch_size=k),)))
+    return out
+
+
+def _rl() -> list[Experiment]:
+    from_itr = {"point": 100, "cheetah_vel": 800, "cheetah_dir": 800, "ant_vel": 800, "ant_dir": 800}
+    out = []
+    for env, (title, mujoco) in RL_ENVS.items():
+        per_itr = RATE["point_itr"] if env == "point" else RATE["ant_itr" if env.startswith("ant") else "loco_itr"]
+        for method in RL_METHODS:
+            cost = 0.0 if method == "random" else from_itr[env] * per_itr
+            cost += 10 * 60
+            out.append(Experiment(f"rl_{env}_{method}", f"{title}, {method}", "Fig. 5 (RL) / spec 4.1", f"rl_{env}",
+                                  "rl", "mujoco" if mujoco else None, cost, dict(env=env, method=method), None, ()))
+    return out
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in _sinusoid() + _images() + _rl()}
+
+
+def select(patterns: list[str]) -> list[Experiment]:
+    """Experiments matching names or shell-style patterns (`'omniglot_*'`), in registry order.
+
+    Raises KeyError naming every pattern that matches nothing.
+    """
+    unknown = [p for p in patterns if not fnmatch.filter(EXPERIMENTS, p)]
+    if unknown:
+        raise KeyError(", ".join(unknown))
+    return [e for name, e in EXPERIMENTS.items() if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
