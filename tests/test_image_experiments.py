@@ -1,0 +1,83 @@
+"""The image experiments end to end, on real Omniglot characters and synthetic MiniImagenet folders."""
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maml_tf.config import Config
+from maml_tf.data.prepare_omniglot import prepare_omniglot
+from maml_tf.errors import MamlError
+from maml_tf.run import run
+
+ALPHABETS = ["Tagalog", "Alphabet_of_the_Magi", "Hebrew", "Ojibwe_(Canadian_Aboriginal_Syllabics)",
+             "Blackfoot_(Canadian_Aboriginal_Syllabics)", "Inuktitut_(Canadian_Aboriginal_Syllabics)"]  # 103 characters: val split 6
+QUIET = dict(log=False, print_interval=2, summary_interval=1, save_interval=2, val_interval=2, num_test_tasks=4,
+             test_chunk=2)
+
+
+@pytest.fixture(scope="module")
+def data_dir(shared_dir, tmp_path_factory):
+    """A data/ folder with a few real Omniglot alphabets prepared by our tool, and synthetic MiniImagenet."""
+    src = tmp_path_factory.mktemp("src")
+    with zipfile.ZipFile(shared_dir / "data" / "omniglot" / "images_background.zip") as real, \
+            zipfile.ZipFile(src / "images_background.zip", "w") as small:
+        for name in real.namelist():
+            if name.endswith(".png") and name.split("/")[1] in ALPHABETS:
+                small.writestr(name, real.read(name))
+    root = tmp_path_factory.mktemp("data")
+    prepare_omniglot(src, root / "omniglot_resized", log=lambda s: None)
+    rng = np.random.default_rng(0)
+    for split, count in {"train": 6, "val": 5, "test": 5}.items():
+        for c in range(count):
+            folder = root / "miniImagenet" / split / f"n{split}{c:03d}"
+            folder.mkdir(parents=True)
+            for i in range(17):
+                img = Image.fromarray(rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)).resize((84, 84))
+                img.save(folder / f"n{split}{c:03d}{i:08d}.jpg")
+    return root
+
+
+def _result(cfg):
+    folder = os.path.join(cfg.logdir, cfg.exp_string)
+    return json.load(open(os.path.join(folder, f"test_ubs{cfg.update_batch_size}_stepsize{float(cfg.update_lr)}.json")))
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(conv=False), dict(stop_grad=True, norm="layer_norm")])
+def test_omniglot_trains_validates_and_tests(data_dir, tmp_path, extra):
+    cfg = Config.from_dict(dict(datasource="omniglot", data_dir=str(data_dir), logdir=str(tmp_path),
+                                metatrain_iterations=4, meta_batch_size=2, update_batch_size=1, update_lr=0.4, num_filters=8,
+                                **QUIET, **extra))
+    logs = []
+    run(cfg, log=logs.append)
+    assert any("Validation results" in str(l) for l in logs)
+    test = cfg.replace(train=False, test_set=True)
+    run(test, log=logs.append)
+    res = _result(test)
+    assert res["metric"] == "accuracy" and res["num_tasks"] == 4 and len(res["means"]) == 11
+    assert all(0.0 <= m <= 1.0 for m in res["means"])
+
+
+def test_miniimagenet_trains_with_15_queries_and_tests(data_dir, tmp_path):
+    cfg = Config.from_dict(dict(datasource="miniimagenet", data_dir=str(data_dir), logdir=str(tmp_path),
+                                metatrain_iterations=2, meta_batch_size=2, update_batch_size=1, update_lr=0.01,
+                                num_updates=1, num_filters=8, max_pool=True, **QUIET))
+    run(cfg, log=lambda *a: None)
+    test = cfg.replace(train=False, test_set=True, num_test_tasks=2)
+    run(test, log=lambda *a: None)
+    assert len(_result(test)["means"]) == 11
+
+
+def test_missing_data_folder_says_how_to_prepare(tmp_path):
+    cfg = Config.from_dict(dict(datasource="omniglot", data_dir=str(tmp_path), logdir=str(tmp_path / "logs")))
+    with pytest.raises(MamlError, match="prepare_omniglot"):
+        run(cfg, log=lambda *a: None)
+
+
+def test_more_classes_than_the_split_has(data_dir, tmp_path):
+    cfg = Config.from_dict(dict(datasource="miniimagenet", data_dir=str(data_dir), logdir=str(tmp_path),
+                                num_classes=7, max_pool=True, num_filters=8, metatrain_iterations=1))
+    with pytest.raises(MamlError, match="7"):
+        run(cfg, log=lambda *a: None)
