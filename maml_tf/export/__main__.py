@@ -1,0 +1,64 @@
+"""`python -m maml_tf.export`: a checkpoint's meta-learned initialisation -> a TF SavedModel.
+
+    # the latest checkpoint of an experiment (same flags as training, as --train=False would use)
+    python -m maml_tf.export --datasource=omniglot --num_classes=5 --update_batch_size=1 \
+        --update_lr=0.4 --num_updates=1 --logdir=logs/omniglot5way --export_dir=exports/omni5w1s
+    # any checkpoint prefix, e.g. the original code's
+    python -m maml_tf.export --datasource=miniimagenet --num_filters=32 --max_pool=True \
+        --update_lr=0.01 --num_updates=5 \
+        --checkpoint=../shared/reference/maml_miniimagenet_5way1shot/model59000 --export_dir=exports/mini
+
+The experiment flags are those of `python -m maml_tf.main` (they fix the architecture and the
+inner-loop defaults). --test_iter picks the checkpoint as in testing (-1: the latest).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from maml_tf import checkpoint as ckpt
+from maml_tf import main as _main  # defines the experiment flags
+from maml_tf.errors import MamlError
+from maml_tf.export.saved_model import export_saved_model
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("export_dir", None, "[export] folder to write the SavedModel to (must not exist)")
+flags.DEFINE_bool("overwrite", False, "[export] replace --export_dir if it exists")
+flags.DEFINE_string("checkpoint", None, "[export] checkpoint prefix to export (default: --test_iter of "
+                    "--logdir/<experiment folder>)")
+
+
+def resolve_checkpoint(cfg, checkpoint: str | None) -> str:
+    """The checkpoint prefix to read: --checkpoint, else model{--test_iter} of the experiment folder."""
+    if checkpoint:
+        return checkpoint
+    folder = os.path.join(cfg.logdir, cfg.exp_string)
+    prefix = ckpt.find(folder, cfg.test_iter) if os.path.isdir(folder) else None
+    if prefix is None:
+        raise MamlError(f"no checkpoint in {folder} (the experiment folder of these flags); pass the flags the "
+                        "run was trained with, or --checkpoint=PREFIX")
+    return prefix
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # TF's SavedModel writer is chatty at INFO
+    try:
+        if not FLAGS.export_dir:
+            raise MamlError("--export_dir is required (the folder the SavedModel is written to)")
+        cfg = _main.config_from_flags()
+        prefix = resolve_checkpoint(cfg, FLAGS.checkpoint)
+        out = export_saved_model(cfg, prefix, FLAGS.export_dir, overwrite=FLAGS.overwrite)
+        print(f"Exported {prefix} ({cfg.exp_string}) to {out}")
+        print("  signatures: serving_default(x), adapt_and_predict(support_x, support_y, query_x, num_steps, "
+              "step_size); flags and variable names in assets/maml_tf_export.json")
+    except MamlError as e:
+        print(f"maml_tf.export: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

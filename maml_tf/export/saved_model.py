@@ -1,0 +1,115 @@
+"""Write a meta-learned initialisation as a self-contained TF SavedModel, atomically.
+
+The SavedModel is built in a temporary folder beside the target and renamed into place, so a
+crash never leaves a half-written export; an existing target is refused unless `overwrite`.
+`assets/maml_tf_export.json` says what the SavedModel is: the experiment's flags, the source
+checkpoint, every variable's reference name and shape, and the signatures with their defaults.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from maml_tf import checkpoint as ckpt
+from maml_tf.config import Config
+from maml_tf.errors import MamlError
+from maml_tf.experiment import assign_weights, inner_loop, net_spec
+from maml_tf.export.dynamic_shapes import dynamic_moments
+from maml_tf.export.module import MetaInitModule
+from maml_tf.models.nets import build_model
+
+ASSET_NAME = "maml_tf_export.json"
+
+
+def describe(cfg: Config, module: MetaInitModule, model, checkpoint_prefix: str | None) -> dict:
+    """The JSON stored with the SavedModel."""
+    return {
+        "format": "maml_tf meta-initialisation SavedModel, version 1",
+        "flags": cfg.to_dict(),
+        "exp_string": cfg.exp_string,
+        "checkpoint": os.path.abspath(checkpoint_prefix) if checkpoint_prefix else None,
+        "task": "classification" if cfg.classification else "regression",
+        "dim_input": cfg.dim_input,
+        "dim_output": cfg.dim_output,
+        "variables": [{"name": n, "shape": list(v.shape), "dtype": str(v.dtype), "adapted_in_inner_loop": a}
+                      for n, v, a in zip(model.reference_names, model.trainable_variables, model.adaptable)],
+        "signatures": {
+            "serving_default": {"inputs": {"x": "[T, B, dim_input]"},
+                                "outputs": {"predictions": "[T, B, dim_output] (logits for classification)"}},
+            "adapt_and_predict": {
+                "inputs": {"support_x": "[T, N*K, dim_input]", "support_y": "[T, N*K, N] (one-hot for classification)",
+                           "query_x": "[T, Q, dim_input]", "num_steps": "int32 scalar, < 0: training value",
+                           "step_size": "float scalar, < 0: training value"},
+                "outputs": {"predictions": "[T, Q, N] after num_steps inner SGD steps"},
+                "defaults": {"num_steps": int(module._loop.num_updates), "step_size": float(module._loop.update_lr)}},
+        },
+        "normalisation": "statistics of the current call per task (group of examples), as in training",
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def build_module(cfg: Config, tensors: dict, source: str) -> tuple[MetaInitModule, object]:
+    """The model of `cfg` with the weights `tensors` (reference names), wrapped for export."""
+    model = build_model(net_spec(cfg), seed=cfg.seed)
+
+    class _Holder:  # assign_weights wants a learner-like object; only `.model`/`.variables` are read
+        pass
+
+    holder = _Holder()
+    holder.model, holder.variables = model, list(model.trainable_variables)
+    assign_weights(holder, tensors, source)
+    loop = inner_loop(cfg)
+    return MetaInitModule(model, loop, cfg.dim_input, cfg.dim_output), model
+
+
+def export_saved_model(cfg: Config, checkpoint_prefix: str, export_dir: str, overwrite: bool = False) -> str:
+    """Export the weights of `checkpoint_prefix` (maml-tf or reference TF1) under `cfg` to `export_dir`."""
+    target = os.path.abspath(export_dir)
+    _check_target(target, overwrite)
+    tensors = ckpt.load(checkpoint_prefix)
+    module, model = build_module(cfg, tensors, checkpoint_prefix)
+    meta = describe(cfg, module, model, checkpoint_prefix)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(target)}-", dir=parent)
+    try:
+        staging = os.path.join(tmp, "saved_model")
+        asset_src = os.path.join(tmp, ASSET_NAME)
+        with open(asset_src, "w") as f:
+            json.dump(meta, f, indent=1, sort_keys=True)
+        module.metadata = tf.saved_model.Asset(asset_src)
+        with dynamic_moments():
+            signatures = module.signatures()
+            tf.saved_model.save(module, staging, signatures=signatures)
+        _check_target(target, overwrite)  # it may have appeared meanwhile
+        if os.path.exists(target):
+            old = os.path.join(tmp, "previous")
+            os.replace(target, old)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _check_target(target: str, overwrite: bool) -> None:
+    if os.path.exists(target) and not overwrite:
+        raise MamlError(f"--export_dir {target} already exists; choose another folder or pass --overwrite "
+                        "to replace it")
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise MamlError(f"--export_dir {target} exists and is not a folder; refusing to replace it")
+
+
+def read_metadata(export_dir: str) -> dict:
+    """The JSON an export carries (no maml_tf needed for this: it is a plain file under assets/)."""
+    path = os.path.join(export_dir, "assets", ASSET_NAME)
+    if not os.path.isfile(path):
+        raise MamlError(f"{export_dir}: not a maml_tf export ({path} is missing)")
+    with open(path) as f:
+        return json.load(f)
+
+
+__all__ = ["export_saved_model", "read_metadata", "build_module", "ASSET_NAME"]
