@@ -156,17 +156,18 @@ def accuracy_vs_steps(records: dict[str, dict], path: str) -> bool:
 
 # ------------------------------------------------------------------------------------------------ Fig. 5
 def rl_returns(records: dict[str, dict], path: str) -> bool:
-    from maml_tf.rl.evaluate import REFERENCE
+    from maml_tf.experiments.results import rl_reference
 
+    reference = rl_reference()
     envs = [e for e in RL_ENVS if any(_done(records, f"rl_{e}_{m}") for m in RL_METHODS)]
     if not envs:
         return False
     plt = _plt()
     fig, axes = plt.subplots(1, len(envs), figsize=(4.6 * len(envs), 3.6), squeeze=False)
     for ax, env in zip(axes[0], envs):
-        n = max(len(v) for v in REFERENCE[env].values())
+        n = max(len(v) for v in reference[env].values())
         for i, (method, (_, eval_method)) in enumerate(RL_METHODS.items()):
-            ref = REFERENCE[env][eval_method]
+            ref = reference[env][eval_method]
             ref = ref * n if len(ref) == 1 else ref
             ax.plot(range(len(ref)), ref, "--", color=f"C{i}", alpha=0.6, label=f"{method} (paper)")
             rec = _done(records, f"rl_{env}_{method}")

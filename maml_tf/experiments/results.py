@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 
+import ast
+import functools
+
 from maml_tf.experiments.registry import EXPERIMENTS, RL_ENVS, RL_METHODS, SINUSOID_PAPER, TABLE1, Experiment
 
 NOT_RUN = "not run"
@@ -89,16 +92,34 @@ def sinusoid_table(records: dict[str, dict]) -> list[str]:
     return _table(header + META, rows)
 
 
-def rl_table(env: str, records: dict[str, dict]) -> list[str]:
-    from maml_tf.rl.evaluate import REFERENCE
+@functools.lru_cache(maxsize=1)
+def rl_reference() -> dict[str, dict[str, list[float]]]:
+    """`maml_tf.rl.evaluate.REFERENCE` (spec 4.1), read from its source as a literal.
 
-    n_steps = max(len(v) for v in REFERENCE[env].values())
+    Importing that module starts TensorFlow (tens of seconds on a busy 2-core machine) just to
+    read a table of constants, so the report reads the literal instead of importing it.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("maml_tf.rl.evaluate")
+    with open(spec.origin) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        target = getattr(node, "target", None) or (node.targets[0] if isinstance(node, ast.Assign) else None)
+        if isinstance(target, ast.Name) and target.id == "REFERENCE":
+            return ast.literal_eval(node.value)
+    raise LookupError(f"REFERENCE not found in {spec.origin}")
+
+
+def rl_table(env: str, records: dict[str, dict]) -> list[str]:
+    reference = rl_reference()
+    n_steps = max(len(v) for v in reference[env].values())
     rows = []
     for method, (_, eval_method) in RL_METHODS.items():
         name = f"rl_{env}_{method}"
         rec = records.get(name)
         status = _status(rec)
-        ref = REFERENCE[env][eval_method]
+        ref = reference[env][eval_method]
         cells = []
         for k in range(n_steps):
             paper = f"{ref[k]:.2f}" if k < len(ref) else ""

@@ -1,0 +1,74 @@
+"""`./run_experiments.sh --quick` end to end: the wiring of the experiments, on every change.
+
+The default test runs the sinusoid MAML and pretrained experiments at tiny sizes (each entry-point
+process costs a TensorFlow start-up, so this is the CI budget); `--runslow` runs `--quick all`
+(every experiment whose data is present; the others must be reported as skipped with their
+preparation command), then re-runs one to show that a second invocation resumes.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "run_experiments.sh")
+
+
+def _run(tmp_path, *args, timeout=1800):
+    return subprocess.run([SCRIPT, "--quick", "--results", str(tmp_path / "results"), "--logs",
+                           str(tmp_path / "logs"), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=str(tmp_path))
+
+
+def _records(tmp_path):
+    folder = tmp_path / "results" / "runs"
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+
+def test_quick_sinusoid_end_to_end(tmp_path):
+    out = _run(tmp_path, "sinusoid", "sinusoid_pretrained")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = _records(tmp_path)
+    assert set(records) == {"sinusoid", "sinusoid_pretrained"}
+    for rec in records.values():
+        assert rec["quick"] is True and rec["status"] == "done"
+        assert sorted(r["K"] for r in rec["results"]) == [5, 10, 20]
+        for r in rec["results"]:
+            assert r["num_tasks"] == 4 and len(r["means"]) == 11  # 0..10 steps
+        assert [c["role"] for c in rec["commands"]] == ["train", "test", "test"]
+        assert all("--metatrain_iterations=3" in c["argv"] or "--pretrain_iterations=3" in c["argv"]
+                   for c in rec["commands"])
+    readme = (tmp_path / "results" / "README.md").read_text()
+    assert "QUICK" in readme
+    sin = readme.split("## Sinusoid")[1].split("## RL")[0]
+    assert "`./run_experiments.sh --quick sinusoid`" in sin and "not run" in sin  # the oracle did not run
+    maml_k5 = next(l for l in sin.splitlines() if l.startswith("| maml | sinusoid | 5 |"))
+    assert "not run" not in maml_k5 and " ± " in maml_k5
+    for png in ("fig2_sinusoid_fits.png", "fig3_sinusoid_error_vs_steps.png", "fig_training_curves.png"):
+        assert (tmp_path / "results" / png).exists() and f"]({png})" in readme
+    assert not (tmp_path / "results" / "fig5_rl_returns.png").exists()
+    # the checkpoints live under --logs, one folder per experiment
+    assert (tmp_path / "logs" / "sinusoid" / "run_experiments.log").exists()
+
+
+@pytest.mark.slow
+def test_quick_all_then_resume(tmp_path):
+    from maml_tf.experiments import registry
+    from maml_tf.experiments.results import rl_reference
+    from maml_tf.rl.evaluate import REFERENCE
+
+    assert rl_reference() == REFERENCE  # the report's literal read of the table is the table
+    out = _run(tmp_path, "all", "--data_dir", os.path.join(REPO, "data"), timeout=3 * 3600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = _records(tmp_path)
+    skipped = [l for l in out.stdout.splitlines() if l.startswith("skipping ")]
+    for name in registry.EXPERIMENTS:
+        assert (name in records) != any(l.startswith(f"skipping {name}:") for l in skipped), name
+    for line in skipped:
+        assert "prepare" in line or "mujoco" in line
+    assert all(r["status"] == "done" and r["results"] for r in records.values())
+    # a second invocation resumes: nothing is trained again
+    out = _run(tmp_path, "sinusoid", "rl_point_maml", "--no-figures")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Nothing to train" in out.stdout and "resumed from" in out.stdout
