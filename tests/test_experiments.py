@@ -154,6 +154,13 @@ def test_relative_paths_are_relative_to_the_caller(tmp_path):
     assert (tmp_path / "rel" / "README.md").exists()
 
 
+def test_paths_inside_the_repo_are_recorded_relative(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MAML_TF_CALLER_CWD", str(tmp_path / "sub"))
+    assert cli._abs("results") == os.path.join("sub", "results")
+    assert cli._abs("/elsewhere/r") == "/elsewhere/r"
+
+
 def test_quick_and_full_results_never_mix(tmp_path):
     rec = _record("sinusoid", quick=True)
     (tmp_path / "runs").mkdir()

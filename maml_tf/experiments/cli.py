@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from maml_tf.experiments import registry, runner
+from maml_tf.experiments import registry, results, runner
 from maml_tf.experiments.runner import ExperimentError
 
 
@@ -33,8 +33,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _abs(path: str) -> str:
-    """Paths are relative to where the user ran the script (scripts/venv.sh moves to the repo root)."""
-    return os.path.abspath(os.path.join(os.environ.get("MAML_TF_CALLER_CWD", os.getcwd()), path))
+    """Paths given are relative to where the user ran the script (scripts/venv.sh moves to the repo root).
+
+    A path inside the working directory (the repo root) is returned relative to it, so that the
+    commands and paths in committed run records do not name this machine's folders.
+    """
+    full = os.path.abspath(os.path.join(os.environ.get("MAML_TF_CALLER_CWD", os.getcwd()), path))
+    here = os.getcwd()
+    return os.path.relpath(full, here) if full.startswith(here + os.sep) else full
 
 
 def list_experiments(data_dir: str) -> str:
@@ -74,8 +80,7 @@ def report(results_dir: str, quick: bool, figures: bool, skipped: dict[str, str]
         from maml_tf.experiments import plots
 
         pngs = plots.make_all(results_dir, records, echo)
-    path = __import__("maml_tf.experiments.results", fromlist=["assemble"]).assemble(
-        results_dir, records, quick, pngs, skipped)
+    path = results.assemble(results_dir, records, quick, pngs, skipped)
     echo(f"wrote {path}")
     return path
 

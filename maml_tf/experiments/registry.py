@@ -62,9 +62,12 @@ QUICK_RL_TRAIN = dict(n_itr=2, meta_batch_size=2, fast_batch_size=1, max_path_le
 QUICK_RL_EVAL = dict(n_goals=2, n_itr=2)  # batch_size: one path of the protocol's horizon (set per env)
 RL_EVAL_HORIZON = {"point": 100}  # the evaluation protocol's H (200 for the locomotion tasks)
 
-# Rough measured rates on the 2-core development CPU, for `list` (seconds per unit).
-RATE = {"sinusoid_it": 1 / 90, "omniglot5_it": 0.35, "omniglot20_it": 1.5, "mini_it": 2.5, "point_itr": 20,
-        "loco_itr": 150, "ant_itr": 300}
+# Rough cost on the 2-core development CPU, for `list` (seconds per iteration): sinusoid and point
+# measured with our entry points (lightly / heavily loaded machine); the image rates are the
+# original TF1 code's meta-iterations/s measured here (bench/bench_supervised.py: 5.5, 1.66, 0.98;
+# first order 12.4 vs 5.5); the locomotion rates are guesses scaled from point by env steps.
+RATE = {"sinusoid_it": 1 / 90, "omniglot5_it": 1 / 5.5, "omniglot20_it": 1 / 1.66, "mini_it": 1 / 0.98,
+        "first_order_factor": 5.5 / 12.4, "point_itr": 20, "loco_itr": 150, "ant_itr": 300}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +81,7 @@ class Command:
     produces_result: bool = False   # writes a test-protocol json (supervised train+test, test)
 
     def argv(self) -> list[str]:
-        return ["python", "-m", self.module] + [f"--{k}={_flag_str(v)}" for k, v in self.flags.items()]
+        return ["python", "-m", self.module] + [f"--{k}={v}" for k, v in self.flags.items()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +102,6 @@ class Experiment:
         if self.family == "supervised":
             return _supervised_commands(self, quick, logdir, data_dir)
         return _rl_commands(self, quick, logdir, out_dir)
-
-
-def _flag_str(v: Any) -> str:
-    return str(v)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,7 +183,7 @@ def _images() -> list[Experiment]:
                 title = (f"{pretty} {n}-way {k}-shot, {'conv' if net == 'conv' else 'fully connected'} net, "
                          f"{order}-order MAML")
                 rate = RATE["mini_it"] if source == "miniimagenet" else RATE[f"omniglot{n}_it"]
-                cost = flags["metatrain_iterations"] * rate * (0.6 if order == "first" else 1.0) + 10 * 60
+                cost = flags["metatrain_iterations"] * rate * (RATE["first_order_factor"] if order == "first" else 1) + 600
                 out.append(Experiment(name, title, "Table 1" if (source, n, k, net, order) in TABLE1 else
                                       "Table 1 setting (no paper number)", "table1", "supervised", source, cost,
                                       dict(source=source, ways=n, shots=k, net=net, order=order),

@@ -105,7 +105,9 @@ def run_command(cmd: Command, log_path: str, echo: Callable[[str], None]) -> tup
     with open(log_path, "a") as log:
         log.write(f"\n$ {' '.join(cmd.argv())}   # {now()}\n")
         log.flush()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")  # progress lines as they happen, not at exit
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                env=env)
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
