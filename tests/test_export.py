@@ -228,3 +228,24 @@ def test_export_cli_from_experiment_folder(tmp_path):
     missing = subprocess.run([*cmd[:-1], "--num_updates=3", f"--export_dir={tmp_path / 'x'}"], cwd=REPO,
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "no checkpoint in" in missing.stderr
+
+
+@pytest.mark.slow
+def test_reference_miniimagenet_checkpoint_export_matches_training_code(shared_dir, tmp_path):
+    """The original code's MiniImagenet checkpoint, exported directly, against MetaLearner.evaluate."""
+    prefix = str(shared_dir / "reference" / "maml_miniimagenet_5way1shot" / "model59000")
+    cfg = Config(datasource="miniimagenet", num_filters=32, max_pool=True, update_lr=0.01, num_updates=5,
+                 meta_batch_size=4, update_batch_size=1)
+    export_dir = export_saved_model(cfg, prefix, str(tmp_path / "export"))
+    weights = ckpt.load(prefix)
+    check_export(cfg, export_dir, {n: weights[n] for n in build(cfg).model.reference_names},
+                 [(2, 5, 1, 3, None, None), (1, 5, 2, 4, 2, 0.02)], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("changes", [dict(conv=False), dict(norm="layer_norm")], ids=["omniglot-fc-bn", "conv-layernorm"])
+def test_other_omniglot_networks_export(changes, tmp_path):
+    cfg = OMNI.replace(**changes)
+    prefix, weights = _checkpoint(cfg, tmp_path / "logs")
+    export_dir = export_saved_model(cfg, prefix, str(tmp_path / "export"))
+    check_export(cfg, export_dir, weights, [(2, 5, 1, 5, None, None), (2, 4, 3, 2, 2, 0.3)], tmp_path)

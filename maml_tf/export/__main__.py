@@ -8,6 +8,9 @@
         --update_lr=0.01 --num_updates=5 \
         --checkpoint=../shared/reference/maml_miniimagenet_5way1shot/model59000 --export_dir=exports/mini
 
+    # a MAML-RL policy checkpoint of maml_tf.rl
+    python -m maml_tf.export --rl_checkpoint=logs/rl/point/latest.npz --export_dir=exports/point
+
 The experiment flags are those of `python -m maml_tf.main` (they fix the architecture and the
 inner-loop defaults). --test_iter picks the checkpoint as in testing (-1: the latest).
 """
@@ -26,6 +29,8 @@ from maml_tf.export.saved_model import export_saved_model
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "[export] folder to write the SavedModel to (must not exist)")
 flags.DEFINE_bool("overwrite", False, "[export] replace --export_dir if it exists")
+flags.DEFINE_string("rl_checkpoint", None, "[export] a maml_tf.rl policy checkpoint (.npz) to export instead "
+                    "(the supervised experiment flags are then ignored)")
 flags.DEFINE_string("checkpoint", None, "[export] checkpoint prefix to export (default: --test_iter of "
                     "--logdir/<experiment folder>)")
 
@@ -49,6 +54,12 @@ def main(argv) -> None:
     try:
         if not FLAGS.export_dir:
             raise MamlError("--export_dir is required (the folder the SavedModel is written to)")
+        if FLAGS.rl_checkpoint:
+            from maml_tf.export.rl_policy import export_rl_policy
+
+            out = export_rl_policy(FLAGS.rl_checkpoint, FLAGS.export_dir, overwrite=FLAGS.overwrite)
+            print(f"Exported the policy of {FLAGS.rl_checkpoint} to {out}")
+            return
         cfg = _main.config_from_flags()
         prefix = resolve_checkpoint(cfg, FLAGS.checkpoint)
         out = export_saved_model(cfg, prefix, FLAGS.export_dir, overwrite=FLAGS.overwrite)

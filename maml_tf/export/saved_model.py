@@ -73,6 +73,16 @@ def export_saved_model(cfg: Config, checkpoint_prefix: str, export_dir: str, ove
     tensors = ckpt.load(checkpoint_prefix)
     module, model = build_module(cfg, tensors, checkpoint_prefix)
     meta = describe(cfg, module, model, checkpoint_prefix)
+
+    with dynamic_moments():  # tracing and saving see the shape-polymorphic moments
+        return save_module(module, meta, target, overwrite, module.signatures)
+
+
+def save_module(module: tf.Module, meta: dict, target: str, overwrite: bool, signatures) -> str:
+    """tf.saved_model.save into a temporary folder beside `target`, with `meta` as an asset, then rename.
+
+    `signatures()` traces the signature functions (called inside, so tracing failures leave nothing).
+    """
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(target)}-", dir=parent)
@@ -82,13 +92,11 @@ def export_saved_model(cfg: Config, checkpoint_prefix: str, export_dir: str, ove
         with open(asset_src, "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
         module.metadata = tf.saved_model.Asset(asset_src)
-        with dynamic_moments():
-            signatures = module.signatures()
-            tf.saved_model.save(module, staging, signatures=signatures)
+        sigs = signatures()
+        tf.saved_model.save(module, staging, signatures=sigs)
         _check_target(target, overwrite)  # it may have appeared meanwhile
         if os.path.exists(target):
-            old = os.path.join(tmp, "previous")
-            os.replace(target, old)
+            os.replace(target, os.path.join(tmp, "previous"))  # removed with tmp below
         os.replace(staging, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
