@@ -15,7 +15,7 @@ from maml_tf.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from maml_tf.rl.train import save_checkpoint
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+@pytest.mark.parametrize("kind", ["gaussian", pytest.param("categorical", marks=pytest.mark.slow)])
 def test_rl_policy_export_matches_meta_objective(kind, tmp_path):
     if kind == "gaussian":
         policy = GaussianMLPPolicy(3, 2, hidden_sizes=(8, 8), seed=0)

@@ -13,8 +13,9 @@ units of the head (MAML assigns classes to output units at random, so any N' of 
 (the loss divisor, the reference's update_batch_size) is N*K / N'.
 
 Everything runs the core's Keras model through `maml_tf.meta.adapt.forward` (weights substituted)
-and the core's loss (`InnerLoop.loss`); tasks are mapped one at a time (tf.map_fn) so that each
-adaptation sees a static task axis of 1, as the core's per-task convolutions need.
+and the core's loss (`InnerLoop.loss`). Tasks are mapped one at a time (tf.map_fn): a single task
+needs no per-task weight copies, so the layers run their shared-weight path, which works for any
+batch size (the per-task convolution variants want static task and batch sizes).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from maml_tf.meta.adapt import InnerLoop, forward, per_task
+from maml_tf.meta.adapt import InnerLoop, forward
 from maml_tf.models import layers as L
 
 
@@ -95,17 +96,19 @@ class MetaInitModule(tf.Module):
 
     def _adapt_one(self, params, support_x, support_y, query_x, num_steps, step_size, n_out):
         """One task: [S, D], [S, N'], [Q, D] -> query predictions [Q, N'] after `num_steps` steps."""
-        params = list(params)
-        if self._head is not None:
-            k, b = self._head
-            params[k], params[b] = params[k][:, :n_out], params[b][:n_out]
         loop = self._loop
         if loop.classification:
             # The reference's loss divisor is update_batch_size = K = (N*K) / N.
             shots = tf.cast(tf.shape(support_x)[0], self._dtype) / tf.cast(n_out, self._dtype)
             loop = dataclasses.replace(loop, update_batch_size=shots)
         x, y, q = support_x[None], support_y[None], query_x[None]
-        fast = per_task(params, self._adaptable, 1)
+        # One task: the weights keep their own shapes (the layers' shared-weight path, plain ops with
+        # ordinary gradients for any batch size), except the head: it gets the task axis and only
+        # its first N' columns (the shared path would reshape to the layer's N units).
+        fast = list(params)
+        if self._head is not None:
+            k, b = self._head
+            fast[k], fast[b] = params[k][None, :, :n_out], params[b][None, :n_out]
         idx = [i for i, a in enumerate(self._adaptable) if a]
 
         def body(i, *adapted):
