@@ -197,7 +197,8 @@ def read_scalars(folder: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
     series: dict[str, dict[int, float]] = {}
     for fn in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(fn):
+        for raw in tf.data.TFRecordDataset(fn):
+            event = tf.compat.v1.Event.FromString(raw.numpy())
             for v in event.summary.value:
                 value = float(tf.make_ndarray(v.tensor)) if v.HasField("tensor") else v.simple_value
                 series.setdefault(v.tag, {})[event.step] = value
