@@ -204,6 +204,9 @@ def test_readme_tables(tmp_path):
             {"metric": "average return", "means": [-40.0, -12.0, -3.5, -3.1, -3.0], "ci95": [4.0, 2.0, 0.5, 0.5, 0.5]}]),
         "omniglot_5way5shot": _record("omniglot_5way5shot", status="failed: train exited with 1 (log: x)"),
     }
+    records["sinusoid"]["commands"] = [{"role": "train", "resumed": [
+        "Restoring model weights from logs/x/model69999 (resuming at iteration 70000)",
+        "Nothing to train: the checkpoint is already at iteration 70000 of 70000."]}]
     path = results.assemble(str(tmp_path), records, quick=False, figures={"Fig. 3": "fig3.png"},
                             skipped={"miniimagenet_5way1shot": "MiniImagenet not found"})
     text = open(path).read()
@@ -221,6 +224,7 @@ def test_readme_tables(tmp_path):
     point = text.split("2D navigation")[1].split("## RL")[0]
     maml = next(l for l in point.splitlines() if l.startswith("| maml |"))
     assert "| -40.41 | -40.00 ± 4.00 | -11.68 | -12.00 ± 2.00 |" in maml
+    assert "- `sinusoid`: Nothing to train: the checkpoint is already at iteration 70000" in text
     assert "![Fig. 3](fig3.png)" in text and "MiniImagenet not found" in text and "QUICK" not in text
     quick = open(results.assemble(str(tmp_path), {}, quick=True, figures={}, skipped={})).read()
     assert "QUICK" in quick and "not run" in quick

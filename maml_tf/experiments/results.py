@@ -169,6 +169,12 @@ def assemble(results_dir: str, records: dict[str, dict], quick: bool, figures: d
         lines += ["No figures (nothing to plot yet, or matplotlib missing: install the `plots` extra).", ""]
     if skipped:
         lines += ["## Skipped in the last invocation", ""] + [f"- `{n}`: {why}" for n, why in skipped.items()] + [""]
+    resumed = {n: line for n, r in records.items() for c in r.get("commands", []) if c["role"] == "train"
+               for line in c.get("resumed", [])[-1:]}
+    if resumed:
+        lines += ["## Resumed runs", "", "Training of these picked up an existing run in the experiment's folder "
+                  "(same flags; the wall time above covers only the last invocation):", ""]
+        lines += [f"- `{n}`: {line}" for n, line in resumed.items()] + [""]
     failed = {n: r["status"] for n, r in records.items() if r["status"] != "done"}
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{n}`: {why}" for n, why in failed.items()] + [""]

@@ -98,10 +98,19 @@ def _prepare(cmd: Command) -> Command:
     return cmd
 
 
-def run_command(cmd: Command, log_path: str, echo: Callable[[str], None]) -> tuple[int, float]:
-    """Run one entry point with this interpreter; its output goes to `log_path` and through `echo`."""
+# Lines of the entry points that say a run resumed (kept in the record: the wall time of a resumed
+# run is only its last part, and a run whose training was already complete trained nothing now).
+RESUME_MARKERS = ("Restoring model weights from", "Nothing to train", "resumed from")
+
+
+def run_command(cmd: Command, log_path: str, echo: Callable[[str], None]) -> tuple[int, float, list[str]]:
+    """Run one entry point with this interpreter; its output goes to `log_path` and through `echo`.
+
+    Returns (exit status, wall seconds, the output lines that report a resume).
+    """
     argv = [sys.executable] + cmd.argv()[1:]
     t0 = time.time()
+    resumes = []
     with open(log_path, "a") as log:
         log.write(f"\n$ {' '.join(cmd.argv())}   # {now()}\n")
         log.flush()
@@ -111,10 +120,12 @@ def run_command(cmd: Command, log_path: str, echo: Callable[[str], None]) -> tup
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
+            if any(m in line for m in RESUME_MARKERS):
+                resumes.append(line.strip())
             if not _noise(line):
                 echo("    " + line.rstrip())
         rc = proc.wait()
-    return rc, time.time() - t0
+    return rc, time.time() - t0, resumes
 
 
 def _noise(line: str) -> bool:
@@ -168,9 +179,9 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
     for cmd in exp.commands(quick, logdir, data_dir, out_dir):
         cmd = _prepare(cmd)
         echo(f"  [{exp.name}] {cmd.role}{' ' + cmd.label if cmd.label else ''}: {' '.join(cmd.argv())}")
-        rc, wall = run_command(cmd, log_path, echo)
+        rc, wall, resumes = run_command(cmd, log_path, echo)
         record["commands"].append({"role": cmd.role, "label": cmd.label, "argv": cmd.argv(), "flags": cmd.flags,
-                                   "rc": rc, "wall_s": round(wall, 1)})
+                                   "rc": rc, "wall_s": round(wall, 1), "resumed": resumes})
         if rc != 0:
             record["status"] = f"failed: {cmd.role} exited with {rc} (log: {log_path})"
             break
