@@ -1,0 +1,289 @@
+"""Supervised MAML meta-iterations/s on the paper configurations, against the original code's figures.
+
+    scripts/venv.sh python bench/bench_supervised.py                 # all five workloads, defaults
+    scripts/venv.sh python bench/bench_supervised.py --workloads omniglot5 --conv_impl grouped --jit
+    scripts/venv.sh python bench/bench_supervised.py --json out.json
+
+Each workload runs in its own child process, so that its peak memory (ru_maxrss) is its own and
+thread settings (fixed when TensorFlow starts) can differ per run. Data are synthetic batches of the
+right shapes (the data pipeline is not what is measured: maml-tf's streams are numpy/tf.data and
+keep up by a wide margin). What is timed is `MetaLearner.meta_train_step`, the training step of
+main.py (meta-gradient + Adam update), after warm-up calls that trace and compile it.
+
+FLOPs per meta-iteration come from TensorFlow's profiler on the traced step graph (registered
+statistics of Conv2D, its two backprop kernels, MatMul and BatchMatMul: the ops that matter here);
+the fraction of hardware is meta-iterations/s * FLOPs over a measured dense float32 matmul rate.
+The original-code figures are the issue's table (TF1 code, TF 2.21 CPU, this 2-core machine):
+compare ratios measured on the same machine, not absolute figures from another.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    description: str
+    flags: dict
+    original: float  # original TF1 code, meta-iterations/s (median of 5, issue #8)
+    original_range: tuple[float, float]
+    second_order: bool
+
+
+ORIGINAL_MATMUL_GFLOPS = 230.0  # the issue's dense float32 matmul rate when the original was timed
+WORKLOADS = {
+    "sinusoid": Workload("sinusoid, mb 25, K=10, 1 step (5 evaluated), SO",
+                         dict(datasource="sinusoid", norm="None", meta_batch_size=25, update_batch_size=10,
+                              update_lr=0.001, num_updates=1), 240.0, (196.0, 354.0), True),
+    "omniglot5": Workload("Omniglot 5-way 1-shot, mb 32, 1 step, SO",
+                          dict(datasource="omniglot", num_classes=5, meta_batch_size=32, update_batch_size=1,
+                               update_lr=0.4, num_updates=1), 5.5, (5.2, 6.4), True),
+    "omniglot5_fo": Workload("Omniglot 5-way 1-shot, mb 32, 1 step, FO",
+                             dict(datasource="omniglot", num_classes=5, meta_batch_size=32, update_batch_size=1,
+                                  update_lr=0.4, num_updates=1, stop_grad=True), 12.4, (12.4, 12.4), False),
+    "omniglot20": Workload("Omniglot 20-way 1-shot, mb 16, 5 steps, SO",
+                           dict(datasource="omniglot", num_classes=20, meta_batch_size=16, update_batch_size=1,
+                                update_lr=0.1, num_updates=5), 1.66, (1.66, 1.66), True),
+    "miniimagenet": Workload("MiniImagenet 5-way 1-shot, mb 4, 5 steps, 15 query/class, SO",
+                             dict(datasource="miniimagenet", num_classes=5, meta_batch_size=4, update_batch_size=1,
+                                  update_lr=0.01, num_updates=5, num_filters=32, max_pool=True), 0.98,
+                             (0.98, 0.98), True),
+}
+
+
+# --- child: one workload in this process -------------------------------------------------------
+def _configure_tf(args):
+    import tensorflow as tf
+    if args.intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    return tf
+
+
+def synthetic_batch(cfg, rng):
+    """(inputa, labela, inputb, labelb) of the shapes main.py feeds for `cfg`, float32."""
+    import numpy as np
+    n = cfg.num_classes_in_task
+    support, query = n * cfg.update_batch_size, n * (cfg.samples_per_class - cfg.update_batch_size)
+    mb = cfg.meta_batch_size
+
+    def labels(count):
+        if not cfg.classification:
+            return rng.normal(size=(mb, count, 1)).astype(np.float32)
+        return np.eye(n, dtype=np.float32)[np.tile(np.arange(n), count // n)][None].repeat(mb, 0)
+
+    if cfg.classification:
+        xa = rng.uniform(0, 1, (mb, support, cfg.dim_input)).astype(np.float32)
+        xb = rng.uniform(0, 1, (mb, query, cfg.dim_input)).astype(np.float32)
+    else:
+        xa = rng.uniform(-5, 5, (mb, support, 1)).astype(np.float32)
+        xb = rng.uniform(-5, 5, (mb, query, 1)).astype(np.float32)
+    return xa, labels(support), xb, labels(query)
+
+
+def graph_flops(concrete) -> float | None:
+    """Float operations of one call of a traced tf.function, by TF's profiler (None if unavailable)."""
+    import tensorflow as tf
+    try:
+        opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        opts["output"] = "none"
+        prof = tf.compat.v1.profiler.profile(graph=concrete.graph, options=opts)
+        return float(prof.total_float_ops) or None
+    except Exception:  # noqa: BLE001 - profiler internals vary; FLOPs are then reported as unknown
+        return None
+
+
+def matmul_rate(tf, n: int = 1536, repeats: int = 5) -> float:
+    """Dense float32 matmul FLOP/s on this device (best of `repeats`), the hardware yardstick."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    mm = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(tf.matmul(a, b), b)))
+    mm(a, b).numpy()
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        mm(a, b).numpy()
+        best = max(best, 2 * 2 * n ** 3 / (time.perf_counter() - t))
+    return best
+
+
+def peak_memory_mb(tf) -> tuple[float, str]:
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        info = tf.config.experimental.get_memory_info(gpus[0].name)
+        return info["peak"] / 2 ** 20, "GPU peak allocated"
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS"
+
+
+def run_child(args) -> dict:
+    tf = _configure_tf(args)
+    import numpy as np
+
+    from maml_tf.config import Config
+    from maml_tf.experiment import build
+    from maml_tf.models import layers
+
+    wl = WORKLOADS[args.workloads]
+    layers.CONV_IMPL["per_task"] = args.conv_impl
+    cfg = Config(**wl.flags, jit_compile=args.jit)
+    rss_before = peak_memory_mb(tf)[0]
+    learner = build(cfg)
+    batch = tuple(tf.constant(b) for b in synthetic_batch(cfg, np.random.default_rng(0)))
+    step = learner.evaluate if args.mode == "forward" else learner.meta_train_step
+    t0 = time.perf_counter()
+    out = step(batch)
+    compile_s = time.perf_counter() - t0
+    _block(out)
+    for _ in range(max(0, args.warmup - 1)):
+        _block(step(batch))
+    # Calls per repeat: enough for ~args.seconds per repeat, judged from one timed call.
+    t0 = time.perf_counter()
+    _block(step(batch))
+    one = time.perf_counter() - t0
+    calls = max(1, int(args.seconds / max(one, 1e-6)))
+    mm_before = matmul_rate(tf) if args.matmul else None
+    rates = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            out = step(batch)
+        _block(out)
+        rates.append(calls / (time.perf_counter() - t0))
+    fn = learner._eval if args.mode == "forward" else learner._train
+    flops = graph_flops(fn.get_concrete_function(batch)) if not args.jit else None
+    if flops is None and args.jit:  # the same graph without XLA has the same FLOPs
+        flops = graph_flops(tf.function(fn.python_function).get_concrete_function(batch))
+    peak, peak_kind = peak_memory_mb(tf)
+    # The matmul rate measured right before and after the timed repeats: on a shared machine it
+    # tells how much of the cores the step had, and the ratio can be adjusted to the issue's
+    # unloaded 230 GFLOP/s (ratio * 230 / measured), as the original's figures were taken so.
+    mm = (mm_before + matmul_rate(tf)) / 2 if args.matmul else None
+    med = statistics.median(rates)
+    return {
+        "workload": args.workloads, "description": wl.description, "mode": args.mode,
+        "conv_impl": args.conv_impl, "jit_compile": args.jit,
+        "intra_op": args.intra_op, "inter_op": args.inter_op,
+        "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
+        "its_per_s_median": med, "its_per_s_min": min(rates), "its_per_s_max": max(rates),
+        "rates": rates, "calls_per_repeat": calls, "first_call_s": compile_s,
+        "peak_memory_mb": peak, "memory_before_build_mb": rss_before, "peak_memory_kind": peak_kind,
+        "original_its_per_s": wl.original, "ratio_to_original": med / wl.original,
+        "gflop_per_it": flops / 1e9 if flops else None,
+        "matmul_gflops": mm / 1e9 if mm else None,
+        "fraction_of_hardware": (med * flops / mm) if (flops and mm) else None,
+        "ratio_load_adjusted": (med / wl.original) * (ORIGINAL_MATMUL_GFLOPS * 1e9 / mm) if mm else None,
+    }
+
+
+def _block(out):
+    import tensorflow as tf
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, out)
+
+
+# --- parent: one child per workload, a table ----------------------------------------------------
+def child_command(args, workload: str) -> list[str]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--workloads", workload,
+           "--conv_impl", args.conv_impl, "--mode", args.mode, "--repeats", str(args.repeats),
+           "--warmup", str(args.warmup), "--seconds", str(args.seconds),
+           "--intra_op", str(args.intra_op), "--inter_op", str(args.inter_op)]
+    cmd += ["--jit"] if args.jit else []
+    cmd += [] if args.matmul else ["--no_matmul"]
+    return cmd
+
+
+def run(args) -> list[dict]:
+    results = []
+    for name in args.workloads.split(","):
+        if name not in WORKLOADS:
+            raise SystemExit(f"unknown workload {name!r}; expected some of {', '.join(WORKLOADS)}")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.run(child_command(args, name), capture_output=True, text=True, env=env,
+                              timeout=args.timeout)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            results.append({"workload": name, "error": " | ".join(tail)})
+        else:
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if not args.quiet:
+            print(format_row(results[-1]), flush=True)
+    return results
+
+
+HEADER = (f"{'workload':<14} {'impl':<8} {'jit':<3} {'it/s med':>9} {'[min-max]':>17} {'orig':>6} {'ratio':>6} "
+          f"{'adj.':>6} {'GFLOP/it':>8} {'hw frac':>7} {'peak MB':>8}")
+
+
+def format_row(r: dict) -> str:
+    if "error" in r:
+        return f"{r['workload']:<14} ERROR {r['error']}"
+    flop = f"{r['gflop_per_it']:.2f}" if r.get("gflop_per_it") else "?"
+    frac = f"{r['fraction_of_hardware']:.2f}" if r.get("fraction_of_hardware") else "?"
+    impl = r["conv_impl"]
+    adj = f"{r['ratio_load_adjusted']:.2f}x" if r.get("ratio_load_adjusted") else "?"
+    return (f"{r['workload']:<14} {impl:<8} {'on' if r['jit_compile'] else 'off':<3} {r['its_per_s_median']:>9.3g} "
+            f"{'[' + format(r['its_per_s_min'], '.3g') + '-' + format(r['its_per_s_max'], '.3g') + ']':>17} "
+            f"{r['original_its_per_s']:>6.3g} {r['ratio_to_original']:>5.2f}x {adj:>6} {flop:>8} {frac:>7} "
+            f"{r['peak_memory_mb']:>8.0f}")
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: " + ", ".join(WORKLOADS))
+    p.add_argument("--conv_impl", default=None, choices=["loop", "grouped"],
+                   help="per-task convolution (default: maml_tf.models.layers.CONV_IMPL's)")
+    p.add_argument("--jit", action="store_true", default=None, help="XLA-compile the step (jit_compile=True)")
+    p.add_argument("--nojit", dest="jit", action="store_false", help="no XLA (the default)")
+    p.add_argument("--mode", default="train", choices=["train", "forward"],
+                   help="train: meta_train_step; forward: evaluate only (for paths whose gradient fails)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=3.0, help="target seconds per repeat")
+    p.add_argument("--intra_op", type=int, default=0, help="intra-op threads (0: TensorFlow's default)")
+    p.add_argument("--inter_op", type=int, default=0, help="inter-op threads (0: TensorFlow's default)")
+    p.add_argument("--no_matmul", dest="matmul", action="store_false", help="skip the matmul-rate measurement")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per workload")
+    p.add_argument("--json", nargs="?", const="-", default=None, help="write results as JSON (to FILE, or stdout)")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.conv_impl is None or args.jit is None:
+        sys.path.insert(0, ROOT)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from maml_tf.models import layers
+        args.conv_impl = args.conv_impl or layers.CONV_IMPL["per_task"]
+        if args.jit is None:
+            from maml_tf.config import Config
+            args.jit = Config().jit_compile
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.child:
+        print(json.dumps(run_child(args)))
+        return 0
+    if not args.quiet and args.json != "-":
+        print(HEADER, flush=True)
+    results = run(args)
+    if args.json == "-":
+        print(json.dumps(results, indent=1))
+    elif args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0 if all("error" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
