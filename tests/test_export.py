@@ -86,18 +86,35 @@ def _task(cfg: Config, rs, tasks: int, ways: int, shots: int, queries: int):
     return sx, sy, qx, qy
 
 
-def training_code_predictions(cfg: Config, weights: dict, batch, ways: int, shots: int, steps: int, lr: float):
+def training_code_predictions(cfg: Config, weights: dict, batch, ways: int, shots: int, steps: int, lr: float,
+                              dtype: str = "float32"):
     """What the training code (MetaLearner.evaluate) predicts for the same tasks after `steps` steps."""
     test_cfg = cfg.replace(num_classes=ways, update_batch_size=shots, update_lr=lr, num_updates=steps) \
         if cfg.classification else cfg.replace(update_batch_size=shots, update_lr=lr, num_updates=steps)
-    learner = build(test_cfg, meta_batch_size=batch[0].shape[0], test_num_updates=steps)
+    learner = build(test_cfg, dtype=dtype, meta_batch_size=batch[0].shape[0], test_num_updates=steps)
     tensors = dict(weights)
     if cfg.classification and ways < cfg.num_classes:  # the export uses the head's first N' units
         head_w, head_b = learner.model.reference_names[-2:]
         tensors[head_w], tensors[head_b] = weights[head_w][:, :ways], weights[head_b][:ways]
     assign_weights(learner, tensors, "test weights")
-    res = learner.evaluate(batch)
+    res = learner.evaluate(tuple(np.asarray(b, dtype) for b in batch))
     return res["outputas"].numpy(), res["outputbs"][steps - 1].numpy()
+
+
+def assert_same_numbers(got, expected, recompute64, name: str) -> None:
+    """Equal to 1e-5; or, where float32 itself is that noisy, as close to float64 as the training code.
+
+    Batch norm over a handful of examples amplifies rounding differences (summation order of
+    another matmul/conv kernel) through the inner steps; the training code's own float32 error
+    against a float64 run of the same computation bounds what "equal" can mean there.
+    """
+    if np.allclose(got, expected, rtol=1e-5, atol=1e-5):
+        return
+    exact = recompute64()
+    err_export = np.abs(got - exact).max()
+    err_train = np.abs(expected - exact).max()
+    assert err_export <= 10 * err_train + 1e-5, (
+        f"{name}: export differs from float64 by {err_export:.3g}, the training code (float32) by {err_train:.3g}")
 
 
 def run_clean_child(export_dir: str, cases: dict, tmp: pathlib.Path) -> dict:
@@ -158,7 +175,9 @@ def check_export(cfg: Config, export_dir: str, weights: dict, shapes: list, tmp_
         outa, outb = training_code_predictions(cfg, weights, (c["sx"], c["sy"], c["qx"], c["qy"]),
                                                c["ways"], c["shots"], steps, lr)
         assert got[f"{name}/adapted"].shape == outb.shape
-        np.testing.assert_allclose(got[f"{name}/adapted"], outb, rtol=1e-5, atol=1e-5, err_msg=name)
+        batch = (c["sx"], c["sy"], c["qx"], c["qy"])
+        assert_same_numbers(got[f"{name}/adapted"], outb, lambda: training_code_predictions(
+            cfg, weights, batch, c["ways"], c["shots"], steps, lr, dtype="float64")[1], name)
         if c["ways"] == cfg.dim_output:
             # serving_default is the pre-update model (the training code's outputas) ...
             np.testing.assert_allclose(got[f"{name}/serving"], outa, rtol=1e-5, atol=1e-5, err_msg=name)
@@ -193,7 +212,8 @@ def test_saved_model_cli_show_and_run(omniglot_export):
     assert run.returncode == 0, run.stderr[-2000:]
     got = np.load(outdir / "predictions.npy")
     _, expected = training_code_predictions(OMNI, weights, (sx, sy, qx, qy), 4, 2, 3, 0.2)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert_same_numbers(got, expected, lambda: training_code_predictions(
+        OMNI, weights, (sx, sy, qx, qy), 4, 2, 3, 0.2, dtype="float64")[1], "saved_model_cli run")
 
 
 def test_export_refuses_existing_dir_and_overwrites_atomically(omniglot_export):
