@@ -74,28 +74,52 @@ def adapt_and_evaluate(model, params: Sequence[tf.Tensor], inputa, labela, input
 
     Returns per-task quantities: outputas [T,B,D], lossesa, and for each step j=1..num_steps the
     query outputs/losses after j steps (stacked on a leading step axis), plus accuracies when
-    classifying. Steps after `num_updates` run with `outer_tape` paused, since the meta-loss does
-    not depend on them.
+    classifying. The steps the meta-loss depends on (all of them without `outer_tape`: then only
+    the first) are unrolled under the tape; the remaining evaluation-only steps run in a
+    tf.while_loop with the tape paused, so a 10-step evaluation traces one step, not ten.
     """
     adaptable = model.adaptable
     fast = per_task(params, adaptable, tf.shape(inputa)[0])
+    unrolled = min(loop.num_steps, max(1, loop.num_updates if outer_tape is not None else 1))
     outputbs, lossesb = [], []
     outputas = lossesa = None
-    for j in range(loop.num_steps):
-        paused = outer_tape is not None and j >= loop.num_updates
-        with outer_tape.stop_recording() if paused else contextlib.nullcontext():
-            outa, lossa, fast = sgd_step(model, fast, adaptable, inputa, labela, loop)
-            if j == 0:
-                outputas, lossesa = outa, lossa
-            outb = forward(model, fast, inputb)
-            outputbs.append(outb)
-            lossesb.append(loop.loss(outb, labelb))
-    result = {"outputas": outputas, "lossesa": lossesa,
-              "outputbs": tf.stack(outputbs), "lossesb": tf.stack(lossesb)}
+    for j in range(unrolled):
+        outa, lossa, fast = sgd_step(model, fast, adaptable, inputa, labela, loop)
+        if j == 0:
+            outputas, lossesa = outa, lossa
+        outb = forward(model, fast, inputb)
+        outputbs.append(outb)
+        lossesb.append(loop.loss(outb, labelb))
+    outputbs, lossesb = tf.stack(outputbs), tf.stack(lossesb)
+    rest = loop.num_steps - unrolled
+    if rest > 0:
+        paused = outer_tape.stop_recording() if outer_tape is not None else contextlib.nullcontext()
+        with paused:
+            more_out, more_loss = _evaluation_steps(model, fast, adaptable, inputa, labela, inputb, labelb,
+                                                    loop, rest)
+        outputbs = tf.concat([outputbs, more_out], 0)
+        lossesb = tf.concat([lossesb, more_loss], 0)
+    result = {"outputas": outputas, "lossesa": lossesa, "outputbs": outputbs, "lossesb": lossesb}
     if loop.classification:
         result["accuraciesa"] = losses.accuracy(outputas, labela)
-        result["accuraciesb"] = tf.stack([losses.accuracy(o, labelb) for o in outputbs])
+        result["accuraciesb"] = tf.map_fn(lambda o: losses.accuracy(o, labelb), outputbs,
+                                          fn_output_signature=outputbs.dtype)
     return result
+
+
+def _evaluation_steps(model, fast, adaptable, inputa, labela, inputb, labelb, loop: InnerLoop, steps: int):
+    """`steps` more inner steps in a tf.while_loop: query outputs and losses after each, stacked."""
+    out_ta = tf.TensorArray(inputb.dtype if hasattr(inputb, "dtype") else tf.float32, size=steps)
+    loss_ta = tf.TensorArray(out_ta.dtype, size=steps)
+
+    def body(j, fast_w, out_ta, loss_ta):
+        _, _, fast_w = sgd_step(model, list(fast_w), adaptable, inputa, labela, loop)
+        outb = forward(model, fast_w, inputb)
+        return j + 1, fast_w, out_ta.write(j, outb), loss_ta.write(j, loop.loss(outb, labelb))
+
+    _, _, out_ta, loss_ta = tf.while_loop(lambda j, *_: j < steps, body,
+                                          (tf.constant(0), list(fast), out_ta, loss_ta))
+    return out_ta.stack(), loss_ta.stack()
 
 
 def totals(result: dict[str, tf.Tensor], meta_batch_size) -> dict[str, tf.Tensor]:
