@@ -101,26 +101,41 @@ def sinusoid_fits(records: dict[str, dict], path: str, seed: int = 3) -> bool:
 
 # ------------------------------------------------------------------------------------------------ Fig. 3
 def sinusoid_error_vs_steps(records: dict[str, dict], path: str) -> bool:
+    """MAML and pretrained curves (log scale); the oracle, which needs no adaptation, as its 0-step line.
+
+    A mean that is not finite or far above the pre-update error (a task whose inner SGD diverged)
+    is left off the axis and named in the legend, so one diverging task cannot hide the curves.
+    """
     recs = [(n, r) for n in ("sinusoid", "sinusoid_pretrained", "sinusoid_oracle") if (r := _done(records, n))]
     if not recs:
         return False
     plt = _plt()
     shots = sorted({res["K"] for _, r in recs for res in r["results"]})
-    fig, axes = plt.subplots(1, len(shots), figsize=(4 * len(shots), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(shots), figsize=(4 * len(shots), 3.4), squeeze=False)
+    names = {"sinusoid": "MAML", "sinusoid_pretrained": "pretrained", "sinusoid_oracle": "oracle (0 steps)"}
     for ax, k in zip(axes[0], shots):
+        ceiling = 1.0
         for i, (name, rec) in enumerate(recs):
             res = next((x for x in rec["results"] if x["K"] == k), None)
             if res is None:
                 continue
-            m, c = np.asarray(res["means"]), np.asarray(res["ci95"])
+            m, c = np.asarray(res["means"], dtype=float), np.asarray(res["ci95"], dtype=float)
             x = np.arange(len(m))
-            label = {"sinusoid": "MAML", "sinusoid_pretrained": "pretrained", "sinusoid_oracle": "oracle"}[name]
-            ax.plot(x, m, "-o", ms=3, color=f"C{i}", label=label)
-            ax.fill_between(x, m - c, m + c, color=f"C{i}", alpha=0.2)
+            if name == "sinusoid_oracle":
+                ax.axhline(m[0], color=f"C{i}", ls="--", label=names[name])
+                continue
+            ceiling = max(ceiling, 3 * m[0])
+            bad = ~np.isfinite(m) | (m > 10 * m[0])
+            label = names[name] + (f" (diverged on some task: steps {', '.join(map(str, x[bad]))})" if bad.any() else "")
+            mm = np.where(bad, np.nan, m)
+            ax.plot(x, mm, "-o", ms=3, color=f"C{i}", label=label)
+            ax.fill_between(x, np.maximum(mm - c, 1e-3), mm + c, color=f"C{i}", alpha=0.2)
+        ax.set_yscale("log")
+        ax.set_ylim(top=ceiling)
         ax.set_title(f"K={k}")
         ax.set_xlabel("number of gradient steps")
         ax.set_ylabel("mean squared error")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

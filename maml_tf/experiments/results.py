@@ -17,7 +17,10 @@ NOT_RUN = "not run"
 
 
 def _pm(mean: float, ci: float, scale: float = 1.0, digits: int = 2) -> str:
-    return f"{mean * scale:.{digits}f} ± {ci * scale:.{digits}f}"
+    mean, ci = mean * scale, ci * scale
+    if abs(mean) >= 1e5:  # a diverged run: fixed point would print a wall of digits
+        return f"{mean:.3g} ± {ci:.3g}"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
 def _wall(s: float | None) -> str:
