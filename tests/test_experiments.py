@@ -218,6 +218,7 @@ def test_readme_tables(tmp_path):
     sin = text.split("## Sinusoid")[1].split("## RL")[0]
     k5 = next(l for l in sin.splitlines() if l.startswith("| maml | sinusoid | 5 |"))
     assert "| 0.67 | 9.000 ± 0.200 | 0.35 | 9.000 ± 0.200 |" in k5
+    assert results._pm(2.4e10, 4.7e10) == "2.4e+10 ± 4.7e+10"
     k10 = next(l for l in sin.splitlines() if l.startswith("| maml | sinusoid | 10 |"))
     assert "11.000 ± 0.100" in k10 and "1.000 ± 0.100" in k10
     assert "not run" in next(l for l in sin.splitlines() if l.startswith("| oracle |"))
@@ -234,13 +235,13 @@ def test_figures_from_records(tmp_path):
     pytest.importorskip("matplotlib")
     records = {
         "sinusoid": _record("sinusoid", results=[_sup(10, [3.0] + [0.5] * 10, [0.1] * 11),
-                                                  _sup(5, [3.0] + [0.9] * 10, [0.1] * 11)]),
+                                                  _sup(5, [3.0, 0.9, 1e14] + [float("nan")] * 8, [0.1] * 11)]),
         "sinusoid_pretrained": _record("sinusoid_pretrained", results=[_sup(10, [2.5] + [2.2] * 10, [0.1] * 11)]),
         "rl_point_oracle": _record("rl_point_oracle", results=[{"means": [-2.5], "ci95": [0.2]}]),
         "rl_point_maml": _record("rl_point_maml", results=[{"means": [-40.0, -12.0, -3.5, -3.1, -3.0],
                                                             "ci95": [4.0, 2.0, 0.5, 0.5, 0.5]}]),
     }
-    assert plots.sinusoid_error_vs_steps(records, str(tmp_path / "f3.png"))
+    assert plots.sinusoid_error_vs_steps(records, str(tmp_path / "f3.png"))  # a diverged task must not break it
     assert plots.rl_returns(records, str(tmp_path / "f5.png"))
     assert not plots.accuracy_vs_steps(records, str(tmp_path / "acc.png"))  # no Table 1 record
     for fn in ("f3.png", "f5.png"):
