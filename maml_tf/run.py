@@ -105,6 +105,11 @@ def test(cfg: Config, weights_from=None, log=print) -> dict:
     stats = evaluate.summarize(values)
     log("Mean validation accuracy/loss, stddev, and confidence intervals")
     log((np.array(stats["means"]), np.array(stats["stds"]), np.array(stats["ci95"])))
+    what = "accuracy" if cfg.classification else "MSE"
+    m, c = stats["means"], stats["ci95"]
+    log(f"{what} over {len(values)} tasks (mean +/- 95% CI): pre-update {m[0]:.4g} +/- {c[0]:.2g}; "
+        + "; ".join(f"after {j} step{'s' if j > 1 else ''} {m[j]:.4g} +/- {c[j]:.2g}"
+                    for j in sorted({1, min(5, len(m) - 1), len(m) - 1}) if j >= 1))
     paths = evaluate.write_results(cfg, folder, values, {"checkpoint_iteration": itr, "wall_s": time.time() - t0})
     log(f"Results written to {paths['csv']} and {paths['json']}")
     return {**stats, **paths}
