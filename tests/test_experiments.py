@@ -246,3 +246,28 @@ def test_figures_from_records(tmp_path):
     assert not plots.accuracy_vs_steps(records, str(tmp_path / "acc.png"))  # no Table 1 record
     for fn in ("f3.png", "f5.png"):
         assert (tmp_path / fn).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_all_skips_missing_data_and_reports_failures(tmp_path, monkeypatch, capsys):
+    """The orchestration of `all`, with the entry points replaced by a stub (the quick test runs them)."""
+    ran = []
+
+    def fake_run(exp, quick, results_dir, logs_dir, data_dir, echo=print):
+        ran.append(exp.name)
+        rec = _record(exp.name, quick=quick, status="failed: train exited with 1 (log: x)"
+                      if exp.name == "sinusoid_oracle" else "done")
+        runner.write_record(results_dir, rec)
+        return rec
+
+    monkeypatch.setattr(runner, "run_experiment", fake_run)
+    monkeypatch.setenv("MAML_TF_CALLER_CWD", str(tmp_path))
+    rc = cli.main(["--quick", "all", "--no-figures", "--data_dir", "nodata", "--results", "r", "--logs", "l"])
+    out = capsys.readouterr()
+    assert rc == 1 and "FAILED: sinusoid_oracle" in out.err
+    image = [n for n, e in registry.EXPERIMENTS.items() if e.data in ("omniglot", "miniimagenet")]
+    assert ran == [n for n in registry.EXPERIMENTS if n not in image]
+    for name in image:
+        assert f"skipping {name}: " in out.out
+    readme = (tmp_path / "r" / "README.md").read_text()
+    assert "## Skipped in the last invocation" in readme and "prepare_miniimagenet" in readme
+    assert "## Failed runs" in readme and "`sinusoid_oracle`: failed" in readme
