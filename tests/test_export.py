@@ -15,6 +15,7 @@ from maml_tf.config import Config
 from maml_tf.errors import MamlError
 from maml_tf.experiment import assign_weights, build, weight_tensors
 from maml_tf.export import export_saved_model, read_metadata
+from maml_tf.export.saved_model import resolve_checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -245,9 +246,9 @@ def test_export_cli_from_experiment_folder(tmp_path):
     assert meta["checkpoint"] == prefix and meta["exp_string"] == SINE.exp_string
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "already exists" in again.stderr and "--overwrite" in again.stderr
-    missing = subprocess.run([*cmd[:-1], "--num_updates=3", f"--export_dir={tmp_path / 'x'}"], cwd=REPO,
-                             capture_output=True, text=True, timeout=300)
-    assert missing.returncode == 2 and "no checkpoint in" in missing.stderr
+    assert resolve_checkpoint(SINE.replace(logdir=str(tmp_path / "logs")), None) == prefix
+    with pytest.raises(MamlError, match="no checkpoint in .*numstep3.*--checkpoint=PREFIX"):
+        resolve_checkpoint(SINE.replace(logdir=str(tmp_path / "logs"), num_updates=3), None)
 
 
 @pytest.mark.slow

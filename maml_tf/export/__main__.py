@@ -16,15 +16,13 @@ inner-loop defaults). --test_iter picks the checkpoint as in testing (-1: the la
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags, logging
 
-from maml_tf import checkpoint as ckpt
 from maml_tf import main as _main  # defines the experiment flags
 from maml_tf.errors import MamlError
-from maml_tf.export.saved_model import export_saved_model
+from maml_tf.export.saved_model import export_saved_model, resolve_checkpoint
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "[export] folder to write the SavedModel to (must not exist)")
@@ -33,18 +31,6 @@ flags.DEFINE_string("rl_checkpoint", None, "[export] a maml_tf.rl policy checkpo
                     "(the supervised experiment flags are then ignored)")
 flags.DEFINE_string("checkpoint", None, "[export] checkpoint prefix to export (default: --test_iter of "
                     "--logdir/<experiment folder>)")
-
-
-def resolve_checkpoint(cfg, checkpoint: str | None) -> str:
-    """The checkpoint prefix to read: --checkpoint, else model{--test_iter} of the experiment folder."""
-    if checkpoint:
-        return checkpoint
-    folder = os.path.join(cfg.logdir, cfg.exp_string)
-    prefix = ckpt.find(folder, cfg.test_iter) if os.path.isdir(folder) else None
-    if prefix is None:
-        raise MamlError(f"no checkpoint in {folder} (the experiment folder of these flags); pass the flags the "
-                        "run was trained with, or --checkpoint=PREFIX")
-    return prefix
 
 
 def main(argv) -> None:

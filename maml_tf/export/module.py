@@ -66,11 +66,11 @@ class MetaInitModule(tf.Module):
         self.serving_default = tf.function(
             self._predict, input_signature=[tf.TensorSpec([None, None, dim_input], d, name="x")])
         self.adapt_and_predict = tf.function(self._adapt_and_predict)
-        self.specs_full = [tf.TensorSpec([None, None, dim_input], d, name="support_x"),
+        self._specs = (tf.TensorSpec([None, None, dim_input], d, name="support_x"),
                            tf.TensorSpec([None, None, None], d, name="support_y"),
                            tf.TensorSpec([None, None, dim_input], d, name="query_x"),
                            tf.TensorSpec([], tf.int32, name="num_steps"),
-                           tf.TensorSpec([], d, name="step_size")]
+                           tf.TensorSpec([], d, name="step_size"))
 
     # -- traced bodies ----------------------------------------------------------------------
     def _predict(self, x):
@@ -135,8 +135,6 @@ class MetaInitModule(tf.Module):
     # -- tracing ----------------------------------------------------------------------------
     def signatures(self) -> dict:
         """Concrete functions for the signature map; also traces the 3-argument Python form."""
-        d = self._dtype
-        short = self.specs_full[:3]
-        self.adapt_and_predict.get_concrete_function(*short)
+        self.adapt_and_predict.get_concrete_function(*self._specs[:3])
         return {"serving_default": self.serving_default.get_concrete_function(),
-                "adapt_and_predict": self.adapt_and_predict.get_concrete_function(*self.specs_full)}
+                "adapt_and_predict": self.adapt_and_predict.get_concrete_function(*self._specs)}

@@ -66,6 +66,18 @@ def build_module(cfg: Config, tensors: dict, source: str) -> tuple[MetaInitModul
     return MetaInitModule(model, loop, cfg.dim_input, cfg.dim_output), model
 
 
+def resolve_checkpoint(cfg: Config, checkpoint: str | None) -> str:
+    """The checkpoint to export: `checkpoint`, else model{--test_iter} (-1: latest) of the experiment folder."""
+    if checkpoint:
+        return checkpoint
+    folder = os.path.join(cfg.logdir, cfg.exp_string)
+    prefix = ckpt.find(folder, cfg.test_iter) if os.path.isdir(folder) else None
+    if prefix is None:
+        raise MamlError(f"no checkpoint in {folder} (the experiment folder of these flags); pass the flags the "
+                        "run was trained with, or --checkpoint=PREFIX")
+    return prefix
+
+
 def export_saved_model(cfg: Config, checkpoint_prefix: str, export_dir: str, overwrite: bool = False) -> str:
     """Export the weights of `checkpoint_prefix` (maml-tf or reference TF1) under `cfg` to `export_dir`."""
     target = os.path.abspath(export_dir)

@@ -31,8 +31,10 @@ flags.DEFINE_string("output", None, "[reference] export-ckpt: checkpoint prefix 
 flags.DEFINE_integer("itr", None, "[reference] import-ckpt: iteration to file it under (default: from the name)")
 flags.DEFINE_bool("overwrite", False, "[reference] replace an existing output")
 flags.DEFINE_bool("verify", True, "[reference] export-ckpt: read back and restore with a tf.compat.v1 Saver")
-flags.DEFINE_string("batch", None, "[reference] dump: npz with inputa, labela, inputb, labelb (and optionally init__<var>)")
-flags.DEFINE_string("fixture", None, "[reference] dump: take flags, batch and initial weights from a golden fixture json")
+flags.DEFINE_string("batch", None, "[reference] dump: npz with inputa, labela, inputb, labelb "
+                    "(and optionally init__<var>)")
+flags.DEFINE_string("fixture", None, "[reference] dump: take flags, batch and initial weights from a "
+                    "golden fixture json")
 flags.DEFINE_integer("test_num_updates", None, "[reference] dump: steps evaluated (default: what main.py uses)")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "[reference] dump: compute in this dtype")
 flags.DEFINE_list("adam_steps", ["1", "3"], "[reference] dump: record weights/Adam state after these meta-steps")
