@@ -23,7 +23,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from maml_tf.meta.adapt import InnerLoop, forward
+from maml_tf.meta.adapt import InnerLoop, forward, sgd_step
 from maml_tf.models import layers as L
 
 
@@ -111,26 +111,20 @@ class MetaInitModule(tf.Module):
             fast[k], fast[b] = params[k][None, :, :n_out], params[b][None, :n_out]
         idx = [i for i, a in enumerate(self._adaptable) if a]
 
+        step_loop = dataclasses.replace(loop, update_lr=step_size)  # a run-time step size
+
         def body(i, *adapted):
             weights = list(fast)
             for j, w in zip(idx, adapted):
                 weights[j] = w
-            return (i + 1, *self._sgd_step(weights, idx, x, y, loop, step_size))
+            _, _, new = sgd_step(self._held.model, weights, self._adaptable, x, y, step_loop)
+            return (i + 1, *[new[j] for j in idx])
 
         _, *adapted = tf.while_loop(lambda i, *_: i < num_steps, body, (tf.constant(0), *[fast[i] for i in idx]))
         weights = list(fast)
         for j, w in zip(idx, adapted):
             weights[j] = w
         return forward(self._held.model, weights, q)[0]
-
-    def _sgd_step(self, weights, idx, x, y, loop: InnerLoop, step_size):
-        """The core's inner SGD step (maml_tf.meta.adapt.sgd_step) with a run-time step size."""
-        with tf.GradientTape() as tape:
-            for i in idx:
-                tape.watch(weights[i])
-            objective = tf.reduce_sum(loop.loss(forward(self._held.model, weights, x), y))
-        grads = tape.gradient(objective, [weights[i] for i in idx])
-        return [weights[i] - step_size * g for i, g in zip(idx, grads)]
 
     # -- tracing ----------------------------------------------------------------------------
     def signatures(self) -> dict:

@@ -18,7 +18,6 @@ from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
 from maml_tf.experiment import assign_weights, inner_loop, net_spec
-from maml_tf.export.dynamic_shapes import dynamic_moments
 from maml_tf.export.module import MetaInitModule
 from maml_tf.models.nets import build_model
 
@@ -86,8 +85,7 @@ def export_saved_model(cfg: Config, checkpoint_prefix: str, export_dir: str, ove
     module, model = build_module(cfg, tensors, checkpoint_prefix)
     meta = describe(cfg, module, model, checkpoint_prefix)
 
-    with dynamic_moments():  # tracing and saving see the shape-polymorphic moments
-        return save_module(module, meta, target, overwrite, module.signatures)
+    return save_module(module, meta, target, overwrite, module.signatures)
 
 
 def save_module(module: tf.Module, meta: dict, target: str, overwrite: bool, signatures) -> str:

@@ -64,7 +64,11 @@ def sgd_step(model, fast: list[tf.Tensor], adaptable: Sequence[bool], x, y, loop
     for i, g in zip(idx, grads):
         if loop.stop_grad:
             g = tf.stop_gradient(g)
-        new[i] = fast[i] - tf.constant(loop.update_lr, g.dtype) * g  # not tf.cast: that rounds via float32
+        lr = loop.update_lr
+        # A tensor step size (a SavedModel input) is used as is; a Python float becomes a constant of
+        # the weights' dtype directly (tf.cast would round it through float32 first).
+        lr = tf.cast(lr, g.dtype) if tf.is_tensor(lr) else tf.constant(lr, g.dtype)
+        new[i] = fast[i] - lr * g
     return out, task_loss, new
 
 

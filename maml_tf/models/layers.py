@@ -100,10 +100,13 @@ def _moments(x: tf.Tensor, axes: list[int], variant: str, shift: tf.Tensor | Non
         mean = tf.reduce_mean(x, axes, keepdims=True)
         var = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)), axes, keepdims=True)
         return mean, var
-    count = 1.0
-    for a in axes:
-        count *= x.shape[a]
-    divisor = tf.math.reciprocal(tf.constant(count, x.dtype))
+    if all(x.shape[a] is not None for a in axes):
+        count = 1.0
+        for a in axes:
+            count *= x.shape[a]
+        divisor = tf.math.reciprocal(tf.constant(count, x.dtype))
+    else:  # sizes known only at run time (e.g. a SavedModel's free batch size): the same divisor
+        divisor = tf.math.reciprocal(tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype))
     xs = x if shift is None else x - shift
     shifted_mean = tf.reduce_sum(xs, axes, keepdims=True) * divisor
     var = tf.reduce_sum(tf.square(xs), axes, keepdims=True) * divisor - tf.square(shifted_mean)
