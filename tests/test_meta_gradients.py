@@ -117,3 +117,21 @@ def test_batch_norm_moments_keep_the_second_derivative_that_tf_nn_moments_drops(
     # The bias feeding batch norm: the exact meta-gradient is zero, tf.nn.moments' is not.
     bias = exact.reference_names.index("model/Variable_1")
     assert np.abs(g_exact[bias].numpy()).max() < 1e-12
+
+
+def test_lean_training_step_skips_intermediate_queries_but_not_the_meta_gradient():
+    """A training step without summaries computes only the last query pass; same meta-update."""
+    from maml_tf.meta.step import MetaConfig, MetaLearner
+
+    rng = np.random.default_rng(5)
+    batch = tuple(np.asarray(b) for b in _batch(rng, tasks=2))
+    learners = []
+    for _ in range(2):
+        model = build_model(NetSpec("fc", 1, 1, norm="layer_norm", hidden=(6,), dtype="float64"), seed=7)
+        learners.append(MetaLearner(model, MetaConfig(InnerLoop(0.1, 3, 5), meta_batch_size=2)))
+    full = learners[0].meta_train_step(batch, summaries=True)
+    lean = learners[1].meta_train_step(batch, summaries=False)
+    assert full["total_losses2"].shape == (3,) and lean["total_losses2"].shape == (1,)
+    np.testing.assert_allclose(lean["total_losses2"][0], full["total_losses2"][2], rtol=1e-12)
+    for a, b in zip(learners[0].variables, learners[1].variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-15)

@@ -31,6 +31,9 @@ class InnerLoop:
     stop_grad: bool = False
     classification: bool = False
     update_batch_size: int = 1  # K, the divisor of the classification loss
+    # False: query outputs only after the last unrolled step (what a training step needs when no
+    # summary is written; the reference's session prunes the others the same way).
+    query_every_step: bool = True
 
     def loss(self, pred: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
         if self.classification:
@@ -77,7 +80,8 @@ def adapt_and_evaluate(model, params: Sequence[tf.Tensor], inputa, labela, input
     """The reference's `task_metalearn` for all tasks at once.
 
     Returns per-task quantities: outputas [T,B,D], lossesa, and for each step j=1..num_steps the
-    query outputs/losses after j steps (stacked on a leading step axis), plus accuracies when
+    query outputs/losses after j steps (stacked on a leading step axis; only the last unrolled step
+    when `loop.query_every_step` is False), plus accuracies when
     classifying. The steps the meta-loss depends on (all of them without `outer_tape`: then only
     the first) are unrolled under the tape; the remaining evaluation-only steps run in a
     tf.while_loop with the tape paused, so a 10-step evaluation traces one step, not ten.
@@ -91,11 +95,12 @@ def adapt_and_evaluate(model, params: Sequence[tf.Tensor], inputa, labela, input
         outa, lossa, fast = sgd_step(model, fast, adaptable, inputa, labela, loop)
         if j == 0:
             outputas, lossesa = outa, lossa
-        outb = forward(model, fast, inputb)
-        outputbs.append(outb)
-        lossesb.append(loop.loss(outb, labelb))
+        if loop.query_every_step or j == unrolled - 1:
+            outb = forward(model, fast, inputb)
+            outputbs.append(outb)
+            lossesb.append(loop.loss(outb, labelb))
     outputbs, lossesb = tf.stack(outputbs), tf.stack(lossesb)
-    rest = loop.num_steps - unrolled
+    rest = loop.num_steps - unrolled if loop.query_every_step else 0
     if rest > 0:
         paused = outer_tape.stop_recording() if outer_tape is not None else contextlib.nullcontext()
         with paused:

@@ -62,8 +62,8 @@ class DistributedMetaLearner:
             # The totals (and so the gradients) of each replica are divided by the GLOBAL meta-batch.
             self.learner = build(cfg, dtype=dtype, meta_batch_size=cfg.meta_batch_size)
         self._dtype = dtype
-        self._train = tf.function(lambda b: self._step(b, "meta"))
-        self._pretrain = tf.function(lambda b: self._step(b, "pretrain"))
+        self._train = tf.function(lambda b, summaries: self._step(b, "meta", summaries))
+        self._pretrain = tf.function(lambda b, summaries: self._step(b, "pretrain", summaries))
 
     # -- data --------------------------------------------------------------------------------
     def distribute(self, batch) -> tuple:
@@ -84,11 +84,12 @@ class DistributedMetaLearner:
         return tuple(shards(b) for b in batch)  # one per-replica value per array
 
     # -- steps -------------------------------------------------------------------------------
-    def _step(self, dist_batch, which: str):
+    def _step(self, dist_batch, which: str, summaries: bool):
         learner = self.learner
+        loop = learner.train_loop if summaries else learner.lean_train_loop
 
         def replica_fn(inputa, labela, inputb, labelb):
-            return learner._gradients((inputa, labela, inputb, labelb), which, learner.train_loop)
+            return learner._gradients((inputa, labela, inputb, labelb), which, loop)
 
         grads, result = self.strategy.run(replica_fn, args=tuple(dist_batch))
         sum_ = tf.distribute.ReduceOp.SUM
@@ -100,12 +101,12 @@ class DistributedMetaLearner:
             learner.pretrain_optimizer.apply(grads)
         return summary
 
-    def meta_train_step(self, batch) -> dict[str, tf.Tensor]:
+    def meta_train_step(self, batch, summaries: bool = True) -> dict[str, tf.Tensor]:
         """One meta-update from the global batch; returns the global totals (as MetaLearner's)."""
-        return self._train(self.distribute(batch))
+        return self._train(self.distribute(batch), summaries)
 
-    def pretrain_step(self, batch) -> dict[str, tf.Tensor]:
-        return self._pretrain(self.distribute(batch))
+    def pretrain_step(self, batch, summaries: bool = True) -> dict[str, tf.Tensor]:
+        return self._pretrain(self.distribute(batch), summaries)
 
     def weights(self) -> list[np.ndarray]:
         return [np.asarray(v.numpy()) for v in self.learner.variables]

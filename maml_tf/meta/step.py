@@ -38,6 +38,8 @@ class MetaLearner:
         # reference's TF1 session prunes the other evaluated steps the same way, so the train steps
         # do not build them (10x less work for Omniglot's 1-step training, which evaluates 10).
         self.train_loop = dataclasses.replace(config.loop, num_steps=config.loop.num_updates)
+        # Without summaries a training step also skips the query pass after intermediate steps.
+        self.lean_train_loop = dataclasses.replace(self.train_loop, query_every_step=False)
         jit = config.jit_compile
         self._train = tf.function(self._train_step, jit_compile=jit)
         self._pretrain = tf.function(self._pretrain_step, jit_compile=jit)
@@ -59,8 +61,10 @@ class MetaLearner:
             for p in params:
                 tape.watch(p)
             result = self.compute(params, batch, loop=loop, outer_tape=tape)
+            loop = loop or self.config.loop
             if which == "meta":
-                objective = result["total_losses2"][self.config.loop.num_updates - 1]
+                index = self.config.loop.num_updates - 1 if loop.query_every_step else -1
+                objective = result["total_losses2"][index]
             else:
                 objective = result["total_loss1"]
         grads = tape.gradient(objective, params)
@@ -73,13 +77,13 @@ class MetaLearner:
         return [tf.clip_by_value(g, -c, c) for g in grads]
 
     # -- drivers -----------------------------------------------------------------------------
-    def _train_step(self, batch):
-        grads, result = self._gradients(batch, "meta", self.train_loop)
+    def _train_step(self, batch, summaries: bool):
+        grads, result = self._gradients(batch, "meta", self.train_loop if summaries else self.lean_train_loop)
         self.meta_optimizer.apply(self._clip(grads))
         return _summary(result)
 
-    def _pretrain_step(self, batch):
-        grads, result = self._gradients(batch, "pretrain", self.train_loop)
+    def _pretrain_step(self, batch, summaries: bool):
+        grads, result = self._gradients(batch, "pretrain", self.train_loop if summaries else self.lean_train_loop)
         self.pretrain_optimizer.apply(grads)
         return _summary(result)
 
@@ -87,11 +91,13 @@ class MetaLearner:
         params = [v.value for v in self.variables]
         return self.compute(params, batch)
 
-    def meta_train_step(self, batch) -> dict[str, Any]:
-        return self._train(tuple(batch))
+    def meta_train_step(self, batch, summaries: bool = True) -> dict[str, Any]:
+        """One meta-update. With summaries=False the returned total_losses2/total_accuracies2 hold
+        only the value after the last training step (intermediate query passes are skipped)."""
+        return self._train(tuple(batch), summaries)
 
-    def pretrain_step(self, batch) -> dict[str, Any]:
-        return self._pretrain(tuple(batch))
+    def pretrain_step(self, batch, summaries: bool = True) -> dict[str, Any]:
+        return self._pretrain(tuple(batch), summaries)
 
     def evaluate(self, batch) -> dict[str, Any]:
         """Per-task results without any update (the test protocol, validation)."""

@@ -56,8 +56,9 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
     for itr in range(start_itr, total):
         batch = stream.next_batch()
         step = learner.pretrain_step if itr < pretrain else learner.meta_train_step
-        result = step(batch)
-        if itr % cfg.summary_interval == 0 or itr % cfg.print_every == 0:
+        record = itr % cfg.summary_interval == 0 or itr % cfg.print_every == 0
+        result = step(batch, summaries=record)
+        if record:
             pre = _scalar(result[metric])
             post = _scalar(result[metric2][post_index])
             prelosses.append(pre)
@@ -77,7 +78,7 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
             log(f"Validation results: {a1}, {a2}")
             if writer is not None:
                 _write_summaries(writer, cfg, "metaval_", val, itr)
-        progress.update(itr, f"pre {_scalar(result[metric]):.4g} post {_scalar(result[metric2][post_index]):.4g}")
+        progress.update(itr, f"pre {_scalar(result[metric]):.4g} post {_scalar(result[metric2][-1]):.4g}")
     manager.save(itr, checkpoint_tensors(cfg, learner, itr + 1, stream))
     if writer is not None:
         writer.flush()
