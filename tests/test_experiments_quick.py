@@ -1,7 +1,8 @@
 """`./run_experiments.sh --quick` end to end: the wiring of the experiments, on every change.
 
-The default test runs the sinusoid MAML and pretrained experiments at tiny sizes (each entry-point
-process costs a TensorFlow start-up, so this is the CI budget); `--runslow` runs `--quick all`
+The default tests run the sinusoid MAML and pretrained experiments, and one experiment of the image
+and RL families (Omniglot 5-way 1-shot on a few real characters, 2D navigation), at tiny sizes (each
+entry-point process costs a TensorFlow start-up, so this is the CI budget); `--runslow` runs `--quick all`
 (every experiment whose data is present; the others must be reported as skipped with their
 preparation command), then re-runs one to show that a second invocation resumes.
 """
@@ -72,3 +73,31 @@ def test_quick_all_then_resume(tmp_path):
     out = _run(tmp_path, "sinusoid", "rl_point_maml", "--no-figures")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Nothing to train" in out.stdout and "resumed from" in out.stdout
+
+
+ALPHABETS = ["Tagalog", "Alphabet_of_the_Magi", "Hebrew", "Ojibwe_(Canadian_Aboriginal_Syllabics)",
+             "Blackfoot_(Canadian_Aboriginal_Syllabics)", "Inuktitut_(Canadian_Aboriginal_Syllabics)"]
+
+
+def test_quick_image_and_rl_families_end_to_end(tmp_path, shared_dir):
+    """One experiment of each other family (Omniglot on real characters, 2D navigation) through the script."""
+    import zipfile
+
+    from maml_tf.data.prepare_omniglot import prepare_omniglot
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with zipfile.ZipFile(shared_dir / "data" / "omniglot" / "images_background.zip") as real, \
+            zipfile.ZipFile(src / "images_background.zip", "w") as small:
+        for name in real.namelist():
+            if name.endswith(".png") and name.split("/")[1] in ALPHABETS:
+                small.writestr(name, real.read(name))
+    prepare_omniglot(src, tmp_path / "data" / "omniglot_resized", log=lambda s: None)
+    out = _run(tmp_path, "omniglot_5way1shot", "rl_point_maml", "--data_dir", str(tmp_path / "data"),
+               "--no-figures")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = _records(tmp_path)
+    assert set(records) == {"omniglot_5way1shot", "rl_point_maml"}
+    assert all(r["quick"] is True and r["status"] == "done" and r["results"] for r in records.values())
+    readme = (tmp_path / "results" / "README.md").read_text()
+    assert "QUICK" in readme
