@@ -20,7 +20,7 @@ from maml_tf.config import Config
 from maml_tf.errors import MamlError
 from maml_tf.reference import golden
 from maml_tf.reference.compute import compute
-from maml_tf.reference.golden import key
+from maml_tf.reference.golden import key, read_npz
 
 BATCH_KEYS = ("inputa", "labela", "inputb", "labelb")
 
@@ -29,11 +29,7 @@ def read_batch(path: str) -> dict[str, np.ndarray]:
     """The batch file: an npz with inputa, labela, inputb, labelb (and optionally init__<var>)."""
     if not os.path.isfile(path):
         raise MamlError(f"--batch {path}: no such file")
-    try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except Exception as e:  # noqa: BLE001 - any unreadable archive is the same user error
-        raise MamlError(f"--batch {path}: cannot be read as an npz ({e})") from None
+    arrays = read_npz(path, f"--batch {path}")
     missing = [k for k in BATCH_KEYS if k not in arrays]
     if missing:
         raise MamlError(f"--batch {path}: arrays missing: {', '.join(missing)} (need {', '.join(BATCH_KEYS)}, "

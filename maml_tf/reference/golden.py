@@ -42,6 +42,15 @@ class Fixture:
         return f"{stem}{suffix}.npz"
 
 
+def read_npz(path: str, label: str) -> dict[str, np.ndarray]:
+    """Every array of an npz; an unreadable archive is one clear error starting with `label`."""
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable archive is the same user error
+        raise MamlError(f"{label}: cannot be read as an npz ({e})") from None
+
+
 def load(path: str) -> Fixture:
     """Read FIXTURE.json and every npz it describes, checking each listed array is there."""
     if not os.path.isfile(path):
@@ -64,11 +73,7 @@ def load(path: str) -> Fixture:
         npz = os.path.join(folder, f"{stem}{suffix}.npz")
         if not os.path.isfile(npz):
             raise MamlError(f"fixture {path}: {npz} is missing (the json lists {len(listed)} arrays in it)")
-        try:
-            with np.load(npz) as data:
-                arrays = {k: data[k] for k in data.files}
-        except Exception as e:  # noqa: BLE001 - any unreadable archive is the same user error
-            raise MamlError(f"fixture {npz}: cannot be read ({e})") from None
+        arrays = read_npz(npz, f"fixture {npz}")
         missing = sorted(set(listed) - set(arrays))
         if missing:
             raise MamlError(f"fixture {npz}: arrays missing: {', '.join(missing[:8])}"

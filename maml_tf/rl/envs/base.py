@@ -64,6 +64,18 @@ def normalized_to_bounds(action: Any, low: np.ndarray, high: np.ndarray) -> np.n
     return np.minimum(np.maximum(scaled, low), high)  # np.clip, without its Python-level overhead
 
 
+
+def reset_task_option(options: dict[str, Any] | None) -> Any:
+    """The task given by ``reset(options=...)`` (None if none); the only option the task envs take."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise TypeError(f"reset options must be a dict, got {type(options).__name__}")
+    unknown = set(options) - {"task"}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; this env accepts only 'task'")
+    return options.get("task")
+
 class TaskEnv(gym.Env):
     """A Gymnasium env with a persistent task variable (see the module docstring).
 
@@ -153,14 +165,9 @@ class TaskEnv(gym.Env):
         """Apply ``options`` and the persistence rules at the start of ``reset`` (after seeding)."""
         if seeded or self._task_rng is None:
             self._task_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
-        if options is not None:
-            if not isinstance(options, dict):
-                raise TypeError(f"reset options must be a dict, got {type(options).__name__}")
-            unknown = set(options) - {"task"}
-            if unknown:
-                raise ValueError(f"unknown reset options {sorted(unknown)}; this env accepts only 'task'")
-            if options.get("task") is not None:
-                self.set_task(options["task"])
+        task = reset_task_option(options)
+        if task is not None:
+            self.set_task(task)
         if self._pinned:
             return
         if self._redraw or self._task is None:

@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from maml_tf.rl.envs.base import reset_task_option
 from maml_tf.rl.envs.point import HORIZON, point_step_batch
 
 
@@ -90,14 +91,9 @@ class PointGoalVectorEnv(gym.vector.VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         """Reset every sub-env to the origin; ``options={"task": [N, 2] goals}`` retasks first."""
         super().reset(seed=None if isinstance(seed, list) else seed)  # point resets draw nothing
-        if options is not None:
-            if not isinstance(options, dict):
-                raise TypeError(f"reset options must be a dict, got {type(options).__name__}")
-            unknown = set(options) - {"task"}
-            if unknown:
-                raise ValueError(f"unknown reset options {sorted(unknown)}; this env accepts only 'task'")
-            if options.get("task") is not None:
-                self.set_tasks(options["task"])
+        task = reset_task_option(options)
+        if task is not None:
+            self.set_tasks(task)
         self._pos[:] = 0.0
         self._t[:] = 0
         self._autoreset[:] = False
