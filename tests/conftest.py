@@ -28,3 +28,22 @@ def shared_dir() -> pathlib.Path:
     if not SHARED.is_dir():
         pytest.fail(f"../shared not found at {SHARED} (set MAML_TF_SHARED)")
     return SHARED
+
+
+# Six real Omniglot alphabets, 103 characters: enough for 5-way tasks in every split (70/6/27).
+SMALL_OMNIGLOT_ALPHABETS = ("Ojibwe_(Canadian_Aboriginal_Syllabics)", "Blackfoot_(Canadian_Aboriginal_Syllabics)",
+                            "Inuktitut_(Canadian_Aboriginal_Syllabics)", "Tagalog", "Alphabet_of_the_Magi", "Hebrew")
+
+
+@pytest.fixture(scope="session")
+def small_omniglot_src(shared_dir, tmp_path_factory) -> pathlib.Path:
+    """A folder with an images_background.zip holding only SMALL_OMNIGLOT_ALPHABETS of the real one."""
+    import zipfile
+
+    src = tmp_path_factory.mktemp("omniglot_src")
+    with zipfile.ZipFile(shared_dir / "data" / "omniglot" / "images_background.zip") as real, \
+            zipfile.ZipFile(src / "images_background.zip", "w") as small:
+        for name in real.namelist():
+            if name.endswith(".png") and name.split("/")[1] in SMALL_OMNIGLOT_ALPHABETS:
+                small.writestr(name, real.read(name))
+    return src

@@ -75,24 +75,12 @@ def test_quick_all_then_resume(tmp_path):
     assert "Nothing to train" in out.stdout and "resumed from" in out.stdout
 
 
-ALPHABETS = ["Tagalog", "Alphabet_of_the_Magi", "Hebrew", "Ojibwe_(Canadian_Aboriginal_Syllabics)",
-             "Blackfoot_(Canadian_Aboriginal_Syllabics)", "Inuktitut_(Canadian_Aboriginal_Syllabics)"]
 
-
-def test_quick_image_and_rl_families_end_to_end(tmp_path, shared_dir):
+def test_quick_image_and_rl_families_end_to_end(tmp_path, small_omniglot_src):
     """One experiment of each other family (Omniglot on real characters, 2D navigation) through the script."""
-    import zipfile
-
     from maml_tf.data.prepare_omniglot import prepare_omniglot
 
-    src = tmp_path / "src"
-    src.mkdir()
-    with zipfile.ZipFile(shared_dir / "data" / "omniglot" / "images_background.zip") as real, \
-            zipfile.ZipFile(src / "images_background.zip", "w") as small:
-        for name in real.namelist():
-            if name.endswith(".png") and name.split("/")[1] in ALPHABETS:
-                small.writestr(name, real.read(name))
-    prepare_omniglot(src, tmp_path / "data" / "omniglot_resized", log=lambda s: None)
+    prepare_omniglot(small_omniglot_src, tmp_path / "data" / "omniglot_resized", log=lambda s: None)
     out = _run(tmp_path, "omniglot_5way1shot", "rl_point_maml", "--data_dir", str(tmp_path / "data"),
                "--no-figures")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -1,8 +1,7 @@
-"""Omniglot task sampler on real characters (6 alphabets, 103 characters) from ../shared."""
+"""Omniglot task sampler on real characters (6 alphabets, 103 characters: conftest) from ../shared."""
 import pathlib
 import random
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
@@ -14,21 +13,13 @@ from maml_tf.data.images import DataError
 from maml_tf.data.prepare_omniglot import prepare_omniglot
 from maml_tf.data.tasks import ImageTaskDataset, make_dataset
 
-ALPHABETS = ["Ojibwe_(Canadian_Aboriginal_Syllabics)", "Blackfoot_(Canadian_Aboriginal_Syllabics)",
-             "Inuktitut_(Canadian_Aboriginal_Syllabics)", "Tagalog", "Alphabet_of_the_Magi", "Hebrew"]
 NUM_CHARACTERS = 14 + 14 + 16 + 17 + 20 + 22
 
 
 @pytest.fixture(scope="module")
-def data_dir(shared_dir, tmp_path_factory):
-    src = tmp_path_factory.mktemp("src")
-    with zipfile.ZipFile(shared_dir / "data" / "omniglot" / "images_background.zip") as real, \
-            zipfile.ZipFile(src / "images_background.zip", "w") as small:
-        for name in real.namelist():
-            if name.endswith(".png") and name.split("/")[1] in ALPHABETS:
-                small.writestr(name, real.read(name))
+def data_dir(small_omniglot_src, tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "omniglot_resized"
-    prepare_omniglot(src, out, log=lambda s: None)
+    prepare_omniglot(small_omniglot_src, out, log=lambda s: None)
     return out
 
 
