@@ -47,3 +47,25 @@ def small_omniglot_src(shared_dir, tmp_path_factory) -> pathlib.Path:
             if name.endswith(".png") and name.split("/")[1] in SMALL_OMNIGLOT_ALPHABETS:
                 small.writestr(name, real.read(name))
     return src
+
+
+@pytest.fixture(scope="session")
+def synthetic_miniimagenet(tmp_path_factory) -> pathlib.Path:
+    """A folder holding `miniImagenet/{train,val,test}/<class>/*.jpg` in the real layout (84x84 JPEG).
+
+    Random 6x6 colour blocks scaled up, 20 images per class: enough for 5-way 5-shot training
+    (K + 15 queries per class) and testing (2K). There is no MiniImagenet download here.
+    """
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("synthetic_mini")
+    rng = np.random.default_rng(0)
+    for split, count in {"train": 6, "val": 5, "test": 5}.items():
+        for c in range(count):
+            folder = root / "miniImagenet" / split / f"n{split}{c:03d}"
+            folder.mkdir(parents=True)
+            for i in range(20):
+                img = Image.fromarray(rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)).resize((84, 84))
+                img.save(folder / f"n{split}{c:03d}{i:08d}.jpg")
+    return root

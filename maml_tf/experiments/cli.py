@@ -4,6 +4,7 @@
     ./run_experiments.sh sinusoid 'omniglot_5way*' # run some (names or shell patterns), then report
     ./run_experiments.sh all                       # everything whose data is present; says what it skipped
     ./run_experiments.sh --quick all               # tiny sizes, into results/quick and logs/quick
+    ./run_experiments.sh --jobs 4 'rl_*'           # four experiments at a time (one process each)
     ./run_experiments.sh report                    # only re-assemble results/README.md and the figures
 
 Exit status: 0 when every requested experiment ran, 1 when one failed, 2 on bad input (unknown
@@ -12,8 +13,10 @@ name, missing data for an experiment named explicitly, unwritable folder).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import sys
+import threading
 
 from maml_tf.experiments import registry, results, runner
 from maml_tf.experiments.runner import ExperimentError
@@ -29,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", default=None, help="checkpoints and logs (default logs, or logs/quick)")
     p.add_argument("--data_dir", default="data", help="folder holding omniglot_resized/ and miniImagenet/")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="experiments run at the same time (each is its own processes; default 1)")
     return p
 
 
@@ -85,6 +90,32 @@ def report(results_dir: str, quick: bool, figures: bool, skipped: dict[str, str]
     return path
 
 
+def run_all(todo: list[registry.Experiment], quick: bool, results_dir: str, logs_dir: str, data_dir: str,
+            jobs: int = 1) -> list[str]:
+    """Run the experiments, `jobs` at a time; returns the names of those that failed.
+
+    Experiments share nothing (own log folder, own record file, written atomically), so they can run
+    side by side; with jobs > 1 every echoed line is prefixed with its experiment's name.
+    """
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with lock:
+            print(line, flush=True)
+
+    def one(i: int, exp: registry.Experiment) -> dict:
+        tag = f"[{i + 1}/{len(todo)}] {exp.name}"
+        say(f"{tag}: {exp.title}{' (quick)' if quick else ''}")
+        echo = say if jobs == 1 else (lambda line: say(f"{exp.name} | {line.strip()}"))
+        rec = runner.run_experiment(exp, quick, results_dir, logs_dir, data_dir, echo=echo)
+        say(f"{tag}: {rec['status']} in {rec['wall_s']:.0f}s")
+        return rec
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        recs = list(pool.map(lambda pair: one(*pair), enumerate(todo)))
+    return [r["name"] for r in recs if r["status"] != "done"]
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     data_dir = _abs(args.data_dir)
@@ -101,6 +132,8 @@ def main(argv: list[str]) -> int:
             check_mode(results_dir, args.quick)
             report(results_dir, args.quick, args.figures, {})
             return 0
+        if args.jobs < 1:
+            raise ExperimentError(f"--jobs must be >= 1, got {args.jobs}")
         explicit = args.targets != ["all"]
         if explicit and {"all", "list", "report"} & set(args.targets):
             raise ExperimentError("list, all and report are commands of their own; do not mix them with names")
@@ -118,15 +151,8 @@ def main(argv: list[str]) -> int:
         check_mode(results_dir, args.quick)
         for name, why in skipped.items():
             print(f"skipping {name}: {why}")
-        failed = []
         todo = [e for e in chosen if e.name not in skipped]
-        for i, exp in enumerate(todo):
-            print(f"[{i + 1}/{len(todo)}] {exp.name}: {exp.title}{' (quick)' if args.quick else ''}", flush=True)
-            rec = runner.run_experiment(exp, args.quick, results_dir, logs_dir, data_dir,
-                                        echo=lambda s: print(s, flush=True))
-            print(f"[{i + 1}/{len(todo)}] {exp.name}: {rec['status']} in {rec['wall_s']:.0f}s", flush=True)
-            if rec["status"] != "done":
-                failed.append(exp.name)
+        failed = run_all(todo, args.quick, results_dir, logs_dir, data_dir, args.jobs)
         report(results_dir, args.quick, args.figures, skipped)
         if skipped:
             print(f"skipped {len(skipped)} experiment(s) for missing data: {', '.join(skipped)}")

@@ -85,13 +85,13 @@ def sinusoid_table(records: dict[str, dict]) -> list[str]:
             paper = SINUSOID_PAPER.get((method, k), {})
             r = by_k.get(k)
             cells = []
-            for step in (0, 1, 10):
+            for step in (0, 1, 5, 10):
                 ours = _pm(r["means"][step], r["ci95"][step], digits=3) if r and step < len(r["means"]) else \
                     (status or NOT_RUN)
                 cells += ([f"{paper[step]}" if step in paper else ""] if step else []) + [ours]
             rows.append([method, exp.name, str(k)] + cells + _meta_cells(rec))
-    header = ["method", "experiment", "K", "ours 0 steps", "paper 1 step", "ours 1 step", "paper 10 steps",
-              "ours 10 steps"]
+    header = ["method", "experiment", "K", "ours 0 steps", "paper 1 step", "ours 1 step", "paper 5 steps",
+              "ours 5 steps", "paper 10 steps", "ours 10 steps"]
     return _table(header + META, rows)
 
 

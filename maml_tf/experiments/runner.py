@@ -132,7 +132,7 @@ def _noise(line: str) -> bool:
     """TensorFlow's start-up chatter, kept in the log file but not echoed."""
     return any(s in line for s in ("oneDNN", "cudart_stub", "absl::InitializeLog", "cuda drivers", "port.cc",
                                    "TF-TRT", "computation placer", "cpu_feature_guard", "rebuild TensorFlow",
-                                   "This TensorFlow binary", "To enable the following"))
+                                   "This TensorFlow binary", "To enable the following", "cuInit", "cuda_platform"))
 
 
 def supervised_result(cmd: Command) -> dict:
