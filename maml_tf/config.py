@@ -49,6 +49,7 @@ class Config:
     test_chunk: int = 50
     test_after_train: bool = False
     jit_compile: bool = False
+    recompute_inner: bool = False  # backward recomputes inner steps (memory for time; same numbers)
     save_interval: int = 1000
     print_interval: int = 0  # 0: the reference's (1000 sinusoid, 100 otherwise)
     summary_interval: int = 100

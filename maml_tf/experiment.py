@@ -32,7 +32,7 @@ def inner_loop(cfg: Config, test_num_updates: int | None = None) -> InnerLoop:
     steps = cfg.num_steps if test_num_updates is None else max(test_num_updates, cfg.num_updates)
     return InnerLoop(update_lr=cfg.update_lr, num_updates=cfg.num_updates, num_steps=steps,
                      stop_grad=cfg.stop_grad, classification=cfg.classification,
-                     update_batch_size=cfg.update_batch_size)
+                     update_batch_size=cfg.update_batch_size, recompute=cfg.recompute_inner)
 
 
 def build(cfg: Config, dtype: str = "float32", meta_batch_size: int | None = None,

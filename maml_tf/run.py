@@ -30,7 +30,7 @@ def ensure_writable(folder: str) -> None:
 
 # Flags a resumed run may change: how long it runs and how it logs, not what it computes.
 RESUMABLE_CHANGES = {"metatrain_iterations", "logdir", "resume", "train", "test_iter", "test_set", "log", "data_dir",
-                     "num_test_tasks", "test_chunk", "test_after_train", "jit_compile", "save_interval",
+                     "num_test_tasks", "test_chunk", "test_after_train", "jit_compile", "recompute_inner", "save_interval",
                      "print_interval", "summary_interval", "val_interval", "train_update_batch_size", "train_update_lr"}
 
 

@@ -4,6 +4,7 @@ All tasks of a meta-batch are computed together: adapted weights get a leading t
 gradient of the *sum* of the task losses w.r.t. those per-task weights is exactly each task's own
 gradient (tasks share nothing). Second-order MAML falls out of running this under an outer
 GradientTape; `stop_grad` cuts the inner gradients (first-order MAML), as the reference's flag does.
+`recompute` trades time for memory on long inner loops (maml_tf.meta.recompute).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from maml_tf.models.fast_weights import substitute
 from maml_tf.meta import losses
+from maml_tf.meta.recompute import recomputed_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,9 @@ class InnerLoop:
     # False: query outputs only after the last unrolled step (what a training step needs when no
     # summary is written; the reference's session prunes the others the same way).
     query_every_step: bool = True
+    # True: the unrolled steps' backward passes recompute them instead of the outer tape storing
+    # their activations (maml_tf.meta.recompute); the same numbers, less memory, more time.
+    recompute: bool = False
 
     def loss(self, pred: tf.Tensor, label: tf.Tensor) -> tf.Tensor:
         if self.classification:
@@ -53,8 +58,16 @@ def per_task(params: Sequence[tf.Tensor], adaptable: Sequence[bool], num_tasks) 
             for p, a in zip(params, adaptable)]
 
 
-def sgd_step(model, fast: list[tf.Tensor], adaptable: Sequence[bool], x, y, loop: InnerLoop):
-    """One inner step on (x, y): returns (outputs before the step, task losses, new fast weights)."""
+def sgd_step(model, fast: list[tf.Tensor], adaptable: Sequence[bool], x, y, loop: InnerLoop,
+             pause: Callable | None = None):
+    """One inner step on (x, y): returns (outputs before the step, task losses, new fast weights).
+
+    With `loop.recompute`, `pause` (the outer tape's stop_recording) keeps that tape out of the forward.
+    """
+    if loop.recompute:
+        plain = dataclasses.replace(loop, recompute=False)
+        return recomputed_step(lambda w, xs, ys: sgd_step(model, w, adaptable, xs, ys, plain),
+                               fast, adaptable, x, y, pause)
     idx = [i for i, a in enumerate(adaptable) if a]
     with tf.GradientTape() as tape:
         for i in idx:
@@ -91,8 +104,9 @@ def adapt_and_evaluate(model, params: Sequence[tf.Tensor], inputa, labela, input
     unrolled = min(loop.num_steps, max(1, loop.num_updates if outer_tape is not None else 1))
     outputbs, lossesb = [], []
     outputas = lossesa = None
+    pause = outer_tape.stop_recording if outer_tape is not None else None
     for j in range(unrolled):
-        outa, lossa, fast = sgd_step(model, fast, adaptable, inputa, labela, loop)
+        outa, lossa, fast = sgd_step(model, fast, adaptable, inputa, labela, loop, pause)
         if j == 0:
             outputas, lossesa = outa, lossa
         if loop.query_every_step or j == unrolled - 1:
@@ -104,8 +118,9 @@ def adapt_and_evaluate(model, params: Sequence[tf.Tensor], inputa, labela, input
     if rest > 0:
         paused = outer_tape.stop_recording() if outer_tape is not None else contextlib.nullcontext()
         with paused:
+            # Evaluation-only steps: the outer tape does not see them, so there is nothing to recompute.
             more_out, more_loss = _evaluation_steps(model, fast, adaptable, inputa, labela, inputb, labelb,
-                                                    loop, rest)
+                                                    dataclasses.replace(loop, recompute=False), rest)
         outputbs = tf.concat([outputbs, more_out], 0)
         lossesb = tf.concat([lossesb, more_loss], 0)
     result = {"outputas": outputas, "lossesa": lossesa, "outputbs": outputbs, "lossesb": lossesb}
