@@ -1,10 +1,10 @@
 """`./run_experiments.sh --quick` end to end: the wiring of the experiments, on every change.
 
-The default tests run the sinusoid MAML and pretrained experiments, and one experiment of the image
-and RL families (Omniglot 5-way 1-shot on a few real characters, 2D navigation), at tiny sizes (each
-entry-point process costs a TensorFlow start-up, so this is the CI budget); `--runslow` runs `--quick all`
-(every experiment whose data is present; the others must be reported as skipped with their
-preparation command), then re-runs one to show that a second invocation resumes.
+The default tests run the sinusoid MAML and pretrained experiments, and one experiment of each other
+family (Omniglot 5-way 1-shot on a few real characters, MiniImagenet on synthetic folders, 2D navigation,
+a MuJoCo oracle) at tiny sizes: each entry-point process costs a TensorFlow start-up and a trace, so this
+is the CI budget. `--runslow` runs `--quick --jobs 2 all` on every experiment's data (all 43: about 12
+minutes here on 2 busy cores), then re-runs two to show that a second invocation resumes.
 """
 import json
 import os
@@ -86,16 +86,18 @@ def test_quick_all_then_resume(tmp_path, all_data_dir):
     assert "Nothing to train" in out.stdout and "resumed from" in out.stdout
 
 
-def test_quick_image_and_rl_families_end_to_end(tmp_path, small_omniglot_src):
-    """One experiment of each other family (Omniglot on real characters, 2D navigation) through the script."""
+def test_quick_image_and_rl_families_end_to_end(tmp_path, small_omniglot_src, synthetic_miniimagenet):
+    """One experiment of each other family through the script, two at a time (--jobs 2): Omniglot on real
+    characters, MiniImagenet on synthetic folders, 2D navigation MAML, and a MuJoCo oracle."""
     from maml_tf.data.prepare_omniglot import prepare_omniglot
 
     prepare_omniglot(small_omniglot_src, tmp_path / "data" / "omniglot_resized", log=lambda s: None)
-    out = _run(tmp_path, "omniglot_5way1shot", "rl_point_maml", "--data_dir", str(tmp_path / "data"),
-               "--no-figures")
+    (tmp_path / "data" / "miniImagenet").symlink_to(synthetic_miniimagenet / "miniImagenet")
+    names = {"omniglot_5way1shot", "miniimagenet_5way1shot", "rl_point_maml", "rl_cheetah_vel_oracle"}
+    out = _run(tmp_path, *sorted(names), "--jobs", "2", "--data_dir", str(tmp_path / "data"), "--no-figures")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     records = _records(tmp_path)
-    assert set(records) == {"omniglot_5way1shot", "rl_point_maml"}
+    assert set(records) == names
     assert all(r["quick"] is True and r["status"] == "done" and r["results"] for r in records.values())
     readme = (tmp_path / "results" / "README.md").read_text()
     assert "QUICK" in readme

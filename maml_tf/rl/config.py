@@ -9,15 +9,22 @@ used ``fbs10``, cheetah fwd/bwd ``mlr0.02``, ant fwd/bwd ``fbs40``, point ``mbs2
   ``use_maml=False`` (Adam 1e-3 on the mean pre-update surrogate); for locomotion plain TRPO on
   the rand env with one persistent random goal per env copy (`cluster_trpo_*.py` oracle=False);
 * ``oracle``   plain TRPO on the oracle env (goal in the observation, redrawn every episode).
+
+``distribute`` (MAML only): ``none`` (one process, as the reference), ``mirrored`` (the GPUs, or
+logical CPUs, of this host) or ``multi_worker`` (hosts from TF_CONFIG); the meta-batch is split
+over the replicas (see `maml_tf.rl.workers`). Each worker draws its own action noise, so a
+distributed run does not reproduce a one-process run bit for bit.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 
+from maml_tf.errors import MamlError
 from maml_tf.rl.envs.registration import FAMILIES, env_info
 
 ALGOS = ("maml", "pretrain", "oracle")
+DISTRIBUTE = ("none", "mirrored", "multi_worker")
 
 # family -> reference MAML settings (fast_lr, fast_batch_size, meta_batch_size, H, n_itr, step size)
 MAML_PRESETS = {
@@ -62,6 +69,7 @@ class RLConfig:
     envs_per_task: int = 1
     asynchronous: bool = False
     inference: str = "numpy"          # sampler policy forward: "numpy" (batched) or "tf" (XLA-compiled)
+    distribute: str = "none"          # "none", "mirrored" or "multi_worker" (TF_CONFIG); MAML only
 
     @property
     def mode(self) -> str:
@@ -86,6 +94,11 @@ class RLConfig:
             raise ValueError(f"--inference must be 'numpy' or 'tf', got {self.inference!r}")
         if self.hvp not in ("fd", "exact"):
             raise ValueError(f"--hvp must be 'fd' or 'exact', got {self.hvp!r}")
+        if self.distribute not in DISTRIBUTE:
+            raise MamlError(f"--distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
+        if self.distribute != "none" and self.mode != "maml":
+            raise MamlError(f"--distribute={self.distribute} runs MAML-TRPO only (--algo=maml); "
+                            f"--algo={self.algo} trains in one process (--distribute=none)")
         for name in ("fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "batch_size",
                      "snapshot_gap", "envs_per_task"):
             if getattr(self, name) < 1:
@@ -113,6 +126,7 @@ class RLConfig:
         d = json.loads(s)
         d["hidden_sizes"] = tuple(d["hidden_sizes"])
         d.setdefault("inference", "numpy")
+        d.setdefault("distribute", "none")
         return RLConfig(**d)
 
 

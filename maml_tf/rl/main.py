@@ -6,6 +6,9 @@
     python -m maml_tf.rl.main --env cheetah_vel --run_dir logs/cheetah_vel
     # baselines: pretrain (point: use_maml=False; locomotion: TRPO on the rand env), oracle (TRPO)
     python -m maml_tf.rl.main --env point --algo oracle --run_dir logs/point_oracle
+    # MAML on two hosts: run on each, same flags and --run_dir (a shared folder), index 0 and 1
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}' \
+        python -m maml_tf.rl.main --env point --distribute multi_worker --run_dir /shared/logs/point_maml
 
 Unset flags take the experiment's reference value (see `maml_tf.rl.config`). The random-policy
 baseline needs no training: `python -m maml_tf.rl.evaluate --method random`.
@@ -14,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import zlib
 
 from absl import app, flags
 
+from maml_tf.errors import MamlError
 from maml_tf.rl.config import ALGOS, MAML_PRESETS, preset
 
 FLAGS = flags.FLAGS
@@ -42,10 +48,17 @@ flags.DEFINE_integer("envs_per_task", None, "parallel env copies per task (refer
 flags.DEFINE_boolean("asynchronous", None, "subprocess vector envs")
 flags.DEFINE_enum("inference", None, ["numpy", "tf"], "sampler policy forward (batched numpy or XLA-compiled TF)")
 flags.DEFINE_enum("hidden_nonlinearity", None, ["relu", "tanh"], "policy hidden activation")
+flags.DEFINE_string(
+    "distribute", None,
+    "MAML only: none (one process, default) | mirrored (this host's GPUs, else its logical CPUs) | multi_worker "
+    "(one process per host, cluster and index from TF_CONFIG, the same flags and a --run_dir every worker can "
+    "read). --meta_batch_size must be a multiple of the replica count; each worker samples only its share of the "
+    "tasks and only the chief (worker 0) writes. Each worker draws its own action noise (seeded by --seed, the "
+    "worker and the iteration), so a distributed run does not reproduce a one-process run bit for bit.")
 
 _OVERRIDES = ["fast_lr", "fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "meta_step_size",
               "batch_size", "num_grad_updates", "first_order", "hvp", "fd_base_eps", "discount", "seed",
-              "snapshot_gap", "envs_per_task", "asynchronous", "hidden_nonlinearity", "inference"]
+              "snapshot_gap", "envs_per_task", "asynchronous", "hidden_nonlinearity", "inference", "distribute"]
 
 
 def main(argv):
@@ -53,6 +66,14 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.run_dir:
         raise app.UsageError("--run_dir is required")
+    try:
+        _train()
+    except MamlError as e:
+        print(f"maml_tf.rl: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _train() -> None:
     cfg = preset(FLAGS.env, FLAGS.algo, **{k: getattr(FLAGS, k) for k in _OVERRIDES})
     from maml_tf.rl.train import Trainer  # heavy imports after flag validation
 
@@ -60,8 +81,13 @@ def main(argv):
     trainer = Trainer(cfg, FLAGS.run_dir, resume=FLAGS.resume, log=lambda s: print(s, flush=True))
     summary = trainer.train()
     summary["last"] = {k: (float(v) if hasattr(v, "__float__") else v) for k, v in summary["last"].items()}
-    with open(os.path.join(FLAGS.run_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    if trainer.is_chief:
+        with open(os.path.join(FLAGS.run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+    if trainer.workers is not None:  # lets a launcher check that all workers hold the same parameters
+        w = trainer.workers
+        print(f"worker {w.index} (tasks {w.task_bounds[0]}-{w.task_bounds[1] - 1}): final parameters crc32 "
+              f"{zlib.crc32(trainer.theta.tobytes()):08x}", flush=True)
     print(f"done: best training return {summary['best']:.3f}, wall {summary['wall_s']:.1f}s", flush=True)
 
 

@@ -7,6 +7,14 @@ with timing; checkpoints are written atomically (temp file + os.replace): ``late
 iteration (resume), ``itr_<n>.npz`` every ``snapshot_gap`` iterations, ``best.npz`` whenever the
 training return (post-update for MAML) improves — the reference evaluated intermediate
 checkpoints consistent with best-by-training-return selection (quirk 19).
+
+``cfg.distribute`` (MAML only) splits the meta-batch over tf.distribute replicas and workers
+(`maml_tf.rl.workers`): every worker draws the same task list, samples and processes only its
+share, and takes the all-reduced TRPO step (`maml_tf.rl.distributed`), so all hold the same
+parameters. The returns that pick ``best.npz`` are summed over workers; only the chief writes;
+on resume every worker reads the same ``latest.npz`` (checked). Action noise is keyed by
+(seed, worker, iteration), so a distributed run is not a bit-for-bit copy of a one-process run,
+but a resumed distributed run continues exactly.
 """
 from __future__ import annotations
 
@@ -16,11 +24,14 @@ import json
 import os
 import pickle
 import time
+import zlib
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from maml_tf.errors import MamlError
+from maml_tf.rl import distributed
 from maml_tf.rl.advantages import average_return, pack, process_task
 from maml_tf.rl.config import RLConfig
 from maml_tf.rl.maml_trpo import MetaObjective, PretrainStep, meta_trpo_step, to_batch
@@ -77,16 +88,30 @@ class Trainer:
         self.cfg = cfg.validate()
         self.log_dir = log_dir
         self.log = log
-        os.makedirs(log_dir, exist_ok=True)
+        strategy = None
+        if cfg.distribute != "none":  # first: a multi-worker strategy must precede every other TF op
+            from maml_tf.rl.workers import make_strategy
+            strategy = make_strategy(cfg.distribute)
         self.policy = build_policy(cfg, seed=cfg.seed)
         mode = cfg.mode
         self.obj = MetaObjective(self.policy, cfg.fast_lr, 1 if mode == "maml" else 0, cfg.first_order)
+        self.workers = None
+        if strategy is not None:
+            from maml_tf.rl.workers import Workers
+            self.workers = Workers(strategy, self.obj, cfg.meta_batch_size)
+        self.is_chief = self.workers is None or self.workers.is_chief  # the only writer
+        if self.is_chief:
+            os.makedirs(log_dir, exist_ok=True)
         self.pretrain = PretrainStep(self.obj, cfg.pretrain_lr) if mode == "maml0" else None
+        seed = cfg.seed
         if mode == "trpo":
             n_tasks, k = 1, cfg.trpo_envs()  # tasks unpinned: not the batched point env
+        elif self.workers is not None:  # this worker's tasks; env seeds as their sub-envs' in one process
+            n_tasks, k = self.workers.num_local_tasks, cfg.envs_per_task
+            seed += self.workers.task_bounds[0] * k
         else:
             n_tasks, k = cfg.meta_batch_size, cfg.envs_per_task
-        self.sampler = TaskSampler(cfg.env_id, n_tasks, cfg.max_path_length, k, cfg.asynchronous, seed=cfg.seed,
+        self.sampler = TaskSampler(cfg.env_id, n_tasks, cfg.max_path_length, k, cfg.asynchronous, seed=seed,
                                    batched_point=mode != "trpo")
         self.inference = (numpy_inference(self.policy) if cfg.inference == "numpy"
                           else tf_inference(self.obj.dist_info))
@@ -96,18 +121,44 @@ class Trainer:
         self.action_rng = np.random.default_rng(cfg.seed)
         self.task_rng = np.random.RandomState(cfg.seed)  # the reference's global np.random for goals
         latest = os.path.join(log_dir, "latest.npz")
-        if resume and os.path.exists(latest):
+        found = os.path.exists(latest) if self.workers is None else self._agree_on_start(latest)
+        if resume and found:
             self._restore(latest)
-        elif not resume and os.path.exists(latest):
+        elif not resume and found:
             raise FileExistsError(f"{log_dir} already holds a run; pass --resume or use a new --run_dir")
-        with open(os.path.join(log_dir, "config.json"), "w") as f:
-            f.write(cfg.to_json())
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "tb"))
+        if self.is_chief:
+            with open(os.path.join(log_dir, "config.json"), "w") as f:
+                f.write(cfg.to_json())
+            self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "tb"))
+        else:
+            self.writer = None
+
+    def _agree_on_start(self, latest: str) -> bool:
+        """Whether latest.npz exists, the same on every worker, which also start from the same theta.
+
+        One collective, before anything can raise on one worker only (the others would wait forever).
+        """
+        crc = 0
+        if os.path.exists(latest):
+            with open(latest, "rb") as f:
+                crc = zlib.crc32(f.read())
+        mine = [os.path.exists(latest), crc, zlib.crc32(np.ascontiguousarray(self.theta).tobytes())]
+        rows = self.workers.gather(mine)
+        if np.any(rows[:, 2] != rows[0, 2]):
+            raise MamlError("--distribute: the workers built different initial parameters (same flags and --seed "
+                            "on every worker?)")
+        if np.any(rows[:, :2] != rows[0, :2]):
+            seen = ", ".join(f"worker {i}: " + (f"crc32 {int(c):08x}" if e else "none")
+                             for i, (e, c, _) in enumerate(rows))
+            raise MamlError(f"--run_dir: the workers see different checkpoints {latest} ({seen}); with "
+                            "--distribute every worker must read the same run folder (shared, or a copy of it)")
+        return bool(rows[0, 0])
 
     def _restore(self, path: str) -> None:
         ck = load_checkpoint(path)
-        # n_itr may grow on resume (train longer); everything else must match the saved run.
-        if dataclasses.replace(ck["config"], n_itr=self.cfg.n_itr) != self.cfg:
+        # n_itr may grow on resume (train longer), the run may move to other hosts (distribute);
+        # everything else must match the saved run.
+        if dataclasses.replace(ck["config"], n_itr=self.cfg.n_itr, distribute=self.cfg.distribute) != self.cfg:
             raise ValueError(f"--resume: the flags differ from the run in {self.log_dir}:\n"
                              f"  saved {ck['config'].to_json()}\n  given {self.cfg.to_json()}")
         ex = ck["extra"]
@@ -128,9 +179,9 @@ class Trainer:
             ex["adam"] = self.pretrain.state()
         return ex
 
-    def _sample(self, theta_b: np.ndarray, quota: int) -> list:
+    def _sample(self, theta_b: np.ndarray, quota: int, rng: np.random.Generator) -> list:
         return self.sampler.sample(self.inference, theta_b, quota,
-                                   "total", self.policy.sample_numpy, self.action_rng)
+                                   "total", self.policy.sample_numpy, rng)
 
     def _process(self, paths: list) -> list:
         cfg = self.cfg
@@ -140,20 +191,23 @@ class Trainer:
         return [process_task(p, cfg.discount, cfg.gae_lambda) for p in paths]
 
     def iteration(self, itr: int) -> dict:
-        cfg, obj = self.cfg, self.obj
+        cfg, obj, workers = self.cfg, self.obj, self.workers
         t0 = time.perf_counter()
         row: dict = {"itr": itr}
+        rng = self.action_rng if workers is None else workers.action_rng(cfg.seed, itr)
         if cfg.mode == "trpo":
             self.sampler.set_tasks(None)  # oracle: new goal per episode; rand: one persistent goal per env
             quota = cfg.batch_size
         else:
-            tasks = self._sample_tasks(cfg.meta_batch_size)
+            tasks = self._sample_tasks(cfg.meta_batch_size)  # the same list on every worker
+            if workers is not None:
+                tasks = workers.local(tasks)
             self.sampler.set_tasks(tasks)
-            quota = cfg.fast_batch_size * cfg.max_path_length * cfg.meta_batch_size
+            quota = cfg.fast_batch_size * cfg.max_path_length * len(tasks)
         n = self.sampler.n_tasks
         theta_b = np.tile(self.theta[None], (n, 1))
         ts = time.perf_counter()
-        paths0 = self._sample(theta_b, quota)
+        paths0 = self._sample(theta_b, quota, rng)
         t_sample = time.perf_counter() - ts
         steps = self.sampler.last_stats["env_steps"]
         tp = time.perf_counter()
@@ -169,7 +223,7 @@ class Trainer:
             theta_p = obj.adapted_params(tf.constant(self.theta), b0).numpy()
             t_adapt = time.perf_counter() - ta
             ts = time.perf_counter()
-            paths1 = self._sample(theta_p, quota)
+            paths1 = self._sample(theta_p, quota, rng)
             t_sample += time.perf_counter() - ts
             steps += self.sampler.last_stats["env_steps"]
             tp = time.perf_counter()
@@ -183,7 +237,11 @@ class Trainer:
             self.theta, loss = self.pretrain(self.theta, b0)
             row.update(loss_before=loss, loss_after=np.nan, mean_kl=np.nan, accepted=1, n_backtracks=0, step_size=cfg.pretrain_lr)
         else:
-            res, times = meta_trpo_step(obj, self.theta, b0, b1, cfg.meta_step_size, cfg.hvp, cfg.fd_base_eps)
+            if workers is not None:  # b0/b1 hold this worker's tasks; the step is the global one
+                res, times = distributed.meta_trpo_step(workers.objective, self.theta, b0, b1, cfg.meta_step_size,
+                                                        cfg.hvp, cfg.fd_base_eps)
+            else:
+                res, times = meta_trpo_step(obj, self.theta, b0, b1, cfg.meta_step_size, cfg.hvp, cfg.fd_base_eps)
             self.theta = res.theta
             row.update(loss_before=res.loss_before, loss_after=res.loss_after, mean_kl=res.kl_after,
                        accepted=int(res.accepted), n_backtracks=res.n_backtracks, step_size=res.initial_step_size)
@@ -194,7 +252,27 @@ class Trainer:
             if isinstance(self.policy, GaussianMLPPolicy) else np.nan
         row.update(t_sample=t_sample, t_process=t_process, t_adapt=t_adapt, t_update=t_update,
                    t_total=time.perf_counter() - t0, env_steps=steps)
+        if workers is not None:
+            self._global_stats(row, proc0, proc1, info)
         return row
+
+    def _global_stats(self, row: dict, proc0: list, proc1: list, info: np.ndarray) -> None:
+        """Replace this worker's returns, path counts, env steps and entropy by those of all workers.
+
+        Sums and counts are all-reduced, so every worker logs the same values and picks the same best
+        checkpoint; with one worker they equal the local ones exactly.
+        """
+        def sum_count(proc):
+            r = np.concatenate([t.path_returns for t in proc])
+            return [np.sum(r), r.size]
+        d = info.shape[-1] // 2
+        ent = np.sum(info[..., d:], -1)
+        pre_s, pre_n, post_s, post_n, steps, ent_s, ent_n = self.workers.all_sum(
+            sum_count(proc0) + sum_count(proc1) + [row["env_steps"], np.sum(ent), ent.size])
+        row.update(pre_return=pre_s / pre_n, post_return=post_s / post_n, pre_trajs=int(pre_n),
+                   post_trajs=int(post_n), env_steps=int(steps))
+        if isinstance(self.policy, GaussianMLPPolicy):
+            row["entropy"] = ent_s / ent_n + 0.5 * d * (1 + np.log(2 * np.pi))
 
     def _sample_tasks(self, n: int):
         from maml_tf.rl.envs import sample_tasks
@@ -205,36 +283,45 @@ class Trainer:
         cfg = self.cfg
         csv_path = os.path.join(self.log_dir, "progress.csv")
         rows = []
-        if os.path.exists(csv_path) and self.start_itr > 0:
+        if self.is_chief and os.path.exists(csv_path) and self.start_itr > 0:
             with open(csv_path) as f:
                 rows = [r for r in csv.DictReader(f) if int(r["itr"]) < self.start_itr]
-        with open(csv_path, "w", newline="") as f:
-            w = csv.DictWriter(f, CSV_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        if self.is_chief:
+            with open(csv_path, "w", newline="") as f:
+                w = csv.DictWriter(f, CSV_FIELDS)
+                w.writeheader()
+                w.writerows(rows)
         t_run = time.perf_counter()
         last = {}
         for itr in range(self.start_itr, cfg.n_itr):
             row = self.iteration(itr)
             last = row
             train_return = row["post_return"] if cfg.mode == "maml" else row["pre_return"]
-            if train_return > self.best:
+            improved = train_return > self.best  # a global value under --distribute: the same on every worker
+            if improved:
                 self.best = train_return
-                save_checkpoint(os.path.join(self.log_dir, "best.npz"), self.theta, self.policy, cfg, itr,
-                                {"train_return": train_return})
-            if (itr + 1) % cfg.snapshot_gap == 0 or itr == cfg.n_itr - 1:
-                save_checkpoint(os.path.join(self.log_dir, f"itr_{itr}.npz"), self.theta, self.policy, cfg, itr)
-            save_checkpoint(os.path.join(self.log_dir, "latest.npz"), self.theta, self.policy, cfg, itr, self._extra())
-            with open(csv_path, "a", newline="") as f:
-                csv.DictWriter(f, CSV_FIELDS).writerow(row)
-            with self.writer.as_default(step=itr):
-                for k in ("pre_return", "post_return", "mean_kl", "loss_after", "entropy", "t_total"):
-                    if row.get(k) is not None and np.isfinite(row[k]):
-                        tf.summary.scalar(k, row[k])
-            self.writer.flush()
+            if self.is_chief:
+                self._write(itr, row, improved, csv_path)
             self.log(f"itr {itr:4d} | pre {row['pre_return']:9.3f} | post {row['post_return']:9.3f} | "
                      f"kl {row['mean_kl']:.4f} | {'ok ' if row['accepted'] else 'REJ'} bt {row['n_backtracks']:2d} | "
                      f"sample {row['t_sample']:.1f}s update {row['t_update']:.1f}s total {row['t_total']:.1f}s | "
                      f"{row['env_steps'] / max(row['t_sample'], 1e-9):.0f} steps/s")
         self.sampler.close()
         return {"last": last, "best": self.best, "wall_s": time.perf_counter() - t_run}
+
+    def _write(self, itr: int, row: dict, improved: bool, csv_path: str) -> None:
+        """Checkpoints, csv row and TensorBoard scalars of one iteration (the chief's job)."""
+        cfg = self.cfg
+        if improved:
+            save_checkpoint(os.path.join(self.log_dir, "best.npz"), self.theta, self.policy, cfg, itr,
+                            {"train_return": self.best})
+        if (itr + 1) % cfg.snapshot_gap == 0 or itr == cfg.n_itr - 1:
+            save_checkpoint(os.path.join(self.log_dir, f"itr_{itr}.npz"), self.theta, self.policy, cfg, itr)
+        save_checkpoint(os.path.join(self.log_dir, "latest.npz"), self.theta, self.policy, cfg, itr, self._extra())
+        with open(csv_path, "a", newline="") as f:
+            csv.DictWriter(f, CSV_FIELDS).writerow(row)
+        with self.writer.as_default(step=itr):
+            for k in ("pre_return", "post_return", "mean_kl", "loss_after", "entropy", "t_total"):
+                if row.get(k) is not None and np.isfinite(row[k]):
+                    tf.summary.scalar(k, row[k])
+        self.writer.flush()
