@@ -74,7 +74,9 @@ class TaskConv2D(keras.layers.Layer):
             y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
             y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
         elif CONV_IMPL["per_task"] == "loop" and x.shape[0] is not None:
-            y = tf.stack([tf.nn.conv2d(x[i], k[i], s, "SAME") for i in range(x.shape[0])])
+            # unstack, not x[i]: the gradient of T slices is T full-size StridedSliceGrads summed
+            # (O(T^2) memory traffic); the gradient of one Unpack is one Pack.
+            y = tf.stack([tf.nn.conv2d(xi, ki, s, "SAME") for xi, ki in zip(tf.unstack(x), tf.unstack(k))])
         else:
             # Tasks become channel groups: [T,B,H,W,C] -> [B,H,W,T*C], [T,3,3,C,F] -> [3,3,C,T*F].
             xg = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), tf.stack([n, h, w, t * c]))
