@@ -14,6 +14,7 @@ from maml_tf.errors import MamlError
 DATASOURCES = ("sinusoid", "omniglot", "miniimagenet")
 NORMS = ("batch_norm", "layer_norm", "None")
 BASELINES = (None, "oracle")
+DISTRIBUTE = ("none", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Config:
     test_after_train: bool = False
     jit_compile: bool = False
     recompute_inner: bool = False  # backward recomputes inner steps (memory for time; same numbers)
+    distribute: str = "none"  # meta-batch over this host's devices / TF_CONFIG's hosts (same numbers up to rounding)
     save_interval: int = 1000
     print_interval: int = 0  # 0: the reference's (1000 sinusoid, 100 otherwise)
     summary_interval: int = 100
@@ -111,6 +113,8 @@ class Config:
             bad("train_update_batch_size", "must be -1 (same as --update_batch_size) or positive")
         if self.train_update_lr != -1 and self.train_update_lr < 0:
             bad("train_update_lr", "must be -1 (same as --update_lr) or >= 0")
+        if self.distribute not in DISTRIBUTE:
+            bad("distribute", f"expected one of {', '.join(DISTRIBUTE)}")
         if self.norm_variant not in ("exact", "tf2"):
             bad("norm_variant", "expected 'exact' or 'tf2'")
         if self.datasource == "miniimagenet" and not self.conv:

@@ -53,6 +53,7 @@ flags.DEFINE_integer("test_chunk", 50, "[maml-tf] test tasks evaluated together 
 flags.DEFINE_bool("test_after_train", False, "[maml-tf] after training, run the test protocol on the final weights")
 flags.DEFINE_bool("jit_compile", False, "[maml-tf] compile the meta-step with XLA")
 flags.DEFINE_bool("recompute_inner", False, "[maml-tf] recompute each inner step in the meta-gradient's backward pass instead of storing its activations: less memory on long inner loops, more time, same numbers")
+flags.DEFINE_string("distribute", "none", "[maml-tf] none; mirrored (this host's GPUs, or its CPUs if it has none); or multi_worker (the hosts of TF_CONFIG, one process each): the meta-batch is split over the replicas and their meta-gradients summed (same numbers up to float rounding; --meta_batch_size must be a multiple of the replica count; only worker 0 writes)")
 flags.DEFINE_integer("save_interval", 1000, "[maml-tf] checkpoint every N iterations (reference: 1000)")
 flags.DEFINE_integer("print_interval", 0, "[maml-tf] print every N iterations (0: reference's 1000 sinusoid / 100 images)")
 flags.DEFINE_integer("summary_interval", 100, "[maml-tf] TensorBoard summaries every N iterations")

@@ -1,15 +1,22 @@
-"""What main.py does once the flags are parsed: train (with resume) and/or the test protocol."""
+"""What main.py does once the flags are parsed: train (with resume) and/or the test protocol.
+
+``--distribute`` trains through a `DistributedMetaLearner`: every worker builds the same weights and
+draws the same global batches from the same seeded stream (or restores the same checkpoint), each
+replica takes its slice; only the chief writes the experiment folder and runs the test protocol.
+"""
 from __future__ import annotations
 
 import os
 import time
+import zlib
 
 import numpy as np
 
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
-from maml_tf.experiment import assign_state, assign_weights, build
+from maml_tf.experiment import assign_state, assign_weights, build, state_tensors
+from maml_tf.meta import distributed
 from maml_tf.train import evaluate, loop, streams
 
 
@@ -31,7 +38,8 @@ def ensure_writable(folder: str) -> None:
 # Flags a resumed run may change: how long it runs and how it logs, not what it computes.
 RESUMABLE_CHANGES = {"metatrain_iterations", "logdir", "resume", "train", "test_iter", "test_set", "log", "data_dir",
                      "num_test_tasks", "test_chunk", "test_after_train", "jit_compile", "recompute_inner", "save_interval",
-                     "print_interval", "summary_interval", "val_interval", "train_update_batch_size", "train_update_lr"}
+                     "print_interval", "summary_interval", "val_interval", "train_update_batch_size", "train_update_lr",
+                     "distribute"}
 
 
 def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
@@ -49,11 +57,25 @@ def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
 
 def run(cfg: Config, log=print) -> dict:
     """Train and/or test as the flags say; returns the test summary (if a test ran)."""
+    # The strategy first: a multi-worker strategy must precede every other TensorFlow op.
+    strategy = None if cfg.distribute == "none" else distributed.flag_strategy(cfg.distribute)
+    chief = strategy is None or distributed.is_chief(strategy)
+    if strategy is not None and cfg.train:  # an uneven split is refused before anything is written
+        distributed.shard_bounds(cfg.meta_batch_size, strategy.num_replicas_in_sync, 0)
     streams.check_classes(cfg)
     folder = experiment_folder(cfg)
     if cfg.train:
-        ensure_writable(folder)
-        learner = build(cfg)
+        if chief:
+            ensure_writable(folder)
+        trainer = None
+        if strategy is None:
+            learner = build(cfg)
+        else:
+            trainer = distributed.DistributedMetaLearner(strategy, cfg)
+            learner = trainer.learner
+            log(f"--distribute={cfg.distribute}: {strategy.num_replicas_in_sync} replicas, "
+                f"{cfg.meta_batch_size // strategy.num_replicas_in_sync} tasks each"
+                f"{'' if chief else '; not the chief, so this worker writes nothing'}")
         stream = streams.training_stream(cfg)
         val_stream = streams.validation_stream(cfg)
         start = 0
@@ -73,12 +95,34 @@ def run(cfg: Config, log=print) -> dict:
                 stream.set_state(state)
             log(f"Restoring model weights from {prefix} (resuming at iteration {start}"
                 f"{'' if restored_adam else '; no optimizer state in it, Adam starts fresh'})")
-        loop.train(cfg, learner, folder, stream, val_stream, start, log=log)
+        if strategy is not None:
+            check_workers_agree(strategy, cfg, learner, start, stream)
+        loop.train(cfg, learner, folder, stream, val_stream, start, log=log, trainer=trainer, write=chief)
         if not cfg.test_after_train:
             return {}
         cfg = cfg.replace(train=False)
-        return test(cfg, weights_from=learner, log=log)
-    return test(cfg, log=log)
+        return test(cfg, weights_from=learner, log=log) if chief else _not_chief(log)
+    return test(cfg, log=log) if chief else _not_chief(log)
+
+
+def _not_chief(log) -> dict:
+    log("Not the chief worker: the chief runs the test protocol and writes its results.")
+    return {}
+
+
+def check_workers_agree(strategy, cfg: Config, learner, start: int, stream) -> None:
+    """Every worker must start at the same iteration, with the same weights, Adam state, task stream and
+    flags, else the mirrored copies drift apart silently. One collective, so all raise or none does."""
+    state = b"".join(np.ascontiguousarray(v.numpy()).tobytes() for _, v in sorted(state_tensors(learner).items()))
+    flags = {k: v for k, v in cfg.to_dict().items() if k not in ("logdir", "data_dir")}
+    mine = [start] + [zlib.crc32(b) for b in (state, stream.get_state().encode(), repr(sorted(flags.items())).encode())]
+    rows = distributed.replica_rows(strategy, mine)
+    names = ("start iteration", "weights and Adam state", "task stream position", "flags")
+    differ = [name for j, name in enumerate(names) if np.any(rows[:, j] != rows[0, j])]
+    if differ:
+        raise MamlError(f"--distribute={cfg.distribute}: the workers do not start alike (they differ in "
+                        f"{', '.join(differ)}): give every worker the same flags, and to resume let each read the "
+                        f"same checkpoint (a shared --logdir, or a copy of the chief's {cfg.exp_string}/)")
 
 
 def test(cfg: Config, weights_from=None, log=print) -> dict:

@@ -19,48 +19,13 @@ per worker), so they are unique however many devices each worker has.
 """
 from __future__ import annotations
 
-import json
-import os
-
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.errors import MamlError
-from maml_tf.rl.config import DISTRIBUTE
+# The strategy of --distribute is shared with the supervised driver (maml_tf.run).
+from maml_tf.meta.distributed import check_tf_config, flag_strategy as make_strategy  # noqa: F401
 from maml_tf.rl.distributed import DistributedMetaObjective
 from maml_tf.rl.maml_trpo import MetaObjective
-
-
-def check_tf_config() -> dict:
-    """The parsed TF_CONFIG that ``--distribute=multi_worker`` needs (cluster and this task)."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        raise MamlError("--distribute=multi_worker needs TF_CONFIG (the cluster's hosts and this worker's index), "
-                        'e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                        '"task": {"type": "worker", "index": 0}}\'')
-    try:
-        spec = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise MamlError(f"--distribute=multi_worker: TF_CONFIG is not valid JSON ({e})") from None
-    if not isinstance(spec, dict) or not spec.get("cluster") or not isinstance(spec.get("task"), dict):
-        raise MamlError("--distribute=multi_worker: TF_CONFIG must hold a 'cluster' and this process's 'task'")
-    return spec
-
-
-def make_strategy(kind: str) -> tf.distribute.Strategy:
-    """The strategy of ``--distribute``; create it before any other TensorFlow op (multi_worker needs that).
-
-    mirrored: every GPU of this host, or every logical CPU if it has none; multi_worker: TF_CONFIG.
-    """
-    from maml_tf.meta import distributed as meta_distributed
-
-    if kind == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return meta_distributed.make_strategy("mirrored", [d.name for d in devices])
-    if kind == "multi_worker":
-        check_tf_config()
-        return meta_distributed.make_strategy("multi_worker")
-    raise MamlError(f"--distribute must be one of {DISTRIBUTE[1:]} here, got {kind!r}")
 
 
 class Workers:

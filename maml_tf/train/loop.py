@@ -4,6 +4,10 @@ Intervals follow the reference (summaries every 100, print every 1000 for sinuso
 checkpoint every 1000 and at the end, validation every 500 for image datasets). Unlike the
 reference, checkpoints also hold both Adams' state and the task stream's position, and resume
 starts *after* the saved iteration, so an interrupted run continues exactly.
+
+Under ``--distribute`` the steps go through a `DistributedMetaLearner` (`trainer`) while `learner`
+(its wrapped, mirrored MetaLearner) serves validation and checkpoints; workers other than the chief
+pass ``write=False`` and leave the experiment folder alone.
 """
 from __future__ import annotations
 
@@ -37,10 +41,14 @@ def _scalar(x) -> float:
 
 
 def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=None, start_itr: int = 0,
-          log=print) -> int:
-    """Run iterations start_itr .. total-1; returns the last iteration run (or start_itr-1)."""
-    manager = ckpt.CheckpointManager(folder)
-    writer = tf.summary.create_file_writer(folder) if cfg.log else None
+          log=print, trainer=None, write: bool = True) -> int:
+    """Run iterations start_itr .. total-1; returns the last iteration run (or start_itr-1).
+
+    `trainer` (default `learner`) takes the training steps; with write=False nothing is written.
+    """
+    trainer = learner if trainer is None else trainer
+    manager = ckpt.CheckpointManager(folder) if write else None
+    writer = tf.summary.create_file_writer(folder) if cfg.log and write else None
     total = cfg.total_iterations
     pretrain = cfg.effective_pretrain_iterations
     post_index = cfg.num_updates - 1
@@ -55,7 +63,7 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
     log(f"Done initializing, starting training at iteration {start_itr} of {total} ({folder}).")
     for itr in range(start_itr, total):
         batch = stream.next_batch()
-        step = learner.pretrain_step if itr < pretrain else learner.meta_train_step
+        step = trainer.pretrain_step if itr < pretrain else trainer.meta_train_step
         record = itr % cfg.summary_interval == 0 or itr % cfg.print_every == 0
         result = step(batch, summaries=record)
         if record:
@@ -69,7 +77,7 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
             head = f"Pretrain Iteration {itr}" if itr < pretrain else f"Iteration {itr - pretrain}"
             log(f"{head}: {np.mean(prelosses)}, {np.mean(postlosses)}")
             prelosses, postlosses = [], []
-        if itr != 0 and itr % cfg.save_interval == 0:
+        if manager is not None and itr != 0 and itr % cfg.save_interval == 0:
             manager.save(itr, checkpoint_tensors(cfg, learner, itr + 1, stream))
         if val_stream is not None and itr != 0 and itr % cfg.val_interval == 0:
             val = learner.evaluate(val_stream.next_batch())
@@ -79,10 +87,12 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
             if writer is not None:
                 _write_summaries(writer, cfg, "metaval_", val, itr)
         progress.update(itr, f"pre {_scalar(result[metric]):.4g} post {_scalar(result[metric2][-1]):.4g}")
-    manager.save(itr, checkpoint_tensors(cfg, learner, itr + 1, stream))
+    if manager is not None:
+        manager.save(itr, checkpoint_tensors(cfg, learner, itr + 1, stream))
     if writer is not None:
         writer.flush()
-    log(f"Training done: {total - start_itr} iterations in {progress.elapsed:.1f} s; checkpoint {folder}/model{itr}")
+    where = f"checkpoint {folder}/model{itr}" if write else "the chief wrote the checkpoint"
+    log(f"Training done: {total - start_itr} iterations in {progress.elapsed:.1f} s; {where}")
     return itr
 
 
