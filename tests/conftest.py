@@ -1,8 +1,13 @@
 """Shared pytest configuration: the default run is the fast set; `--runslow` adds heavy tests."""
 import os
 import pathlib
+import sys
 
 import pytest
+
+# Helpers shared by test files (tests/_procs.py) import as top-level modules: with
+# --import-mode=importlib the tests folder is not on sys.path by itself.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

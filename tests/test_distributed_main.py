@@ -135,17 +135,9 @@ def _main_workers(logdirs: list[str], iterations: int, timeout: float = 400) -> 
         procs.append(subprocess.Popen([sys.executable, "-m", "maml_tf.main", *args, f"--logdir={logdir}"],
                                       env=dict(ENV, TF_CONFIG=json.dumps(tf_config)), cwd=REPO,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-4000:]
-    return outs
+    from _procs import wait_all
+
+    return wait_all(procs, timeout)
 
 
 def _files(folder) -> dict:

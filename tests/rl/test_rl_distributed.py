@@ -125,16 +125,9 @@ def _run_children(tmp_path, mode: str, tf_configs: list, timeout: float = 300) -
         procs.append(subprocess.Popen([sys.executable, __file__, mode, str(out)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
         outs.append(out)
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=timeout)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    from _procs import wait_all
+
+    logs = wait_all(procs, timeout, tail=3000)
     results = []
     for out in outs:
         with np.load(out) as z:

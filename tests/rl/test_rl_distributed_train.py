@@ -172,17 +172,9 @@ def _run_workers(run_dirs, n_itr, resume=False, timeout=400) -> list[str]:
         args += [f"--{k}={v}" for k, v in {**TINY, "n_itr": n_itr}.items() if k != "hidden_sizes"]
         procs.append(subprocess.Popen(args, cwd=REPO, env=_child_env(tf_config), stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=timeout)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-4000:]
-    return logs
+    from _procs import wait_all
+
+    return wait_all(procs, timeout)
 
 
 def _final_crc(log: str) -> str:
