@@ -4,6 +4,7 @@ Workers of one tf.distribute cluster block in collectives until all have started
 launched together and waited on together; a worker still running after the timeout is killed, and
 every worker must exit 0 (its output's tail is shown otherwise).
 """
+import socket
 import subprocess
 
 
@@ -20,3 +21,14 @@ def wait_all(procs: list[subprocess.Popen], timeout: float, tail: int = 4000) ->
     for p, log in zip(procs, logs):
         assert p.returncode == 0, log[-tail:]
     return logs
+
+
+def free_ports(n: int) -> list[int]:
+    """n localhost TCP ports free right now (for the workers of a TF_CONFIG cluster)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

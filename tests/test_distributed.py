@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -99,13 +98,9 @@ def test_mirrored_two_logical_cpus_equals_single_replica(tmp_path, single):
 
 
 def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    from _procs import free_ports
+
+    return free_ports(n)
 
 
 @pytest.mark.slow  # two TensorFlow processes and a gRPC cluster: about a minute on 2 cores

@@ -15,7 +15,6 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import zlib
@@ -153,13 +152,9 @@ def test_main_names_missing_tf_config(tmp_path):
 
 
 def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    from _procs import free_ports
+
+    return free_ports(n)
 
 
 def _run_workers(run_dirs, n_itr, resume=False, timeout=400) -> list[str]:
