@@ -52,6 +52,8 @@ class Config:
     jit_compile: bool = False
     recompute_inner: bool = False  # backward recomputes inner steps (memory for time; same numbers)
     distribute: str = "none"  # meta-batch over this host's devices / TF_CONFIG's hosts (same numbers up to rounding)
+    intra_op_threads: int = 0  # TF's thread pools (0: TF's default); speed only, set before TF starts
+    inter_op_threads: int = 0
     save_interval: int = 1000
     print_interval: int = 0  # 0: the reference's (1000 sinusoid, 100 otherwise)
     summary_interval: int = 100
@@ -100,7 +102,8 @@ class Config:
                      "num_test_tasks", "test_chunk", "save_interval", "summary_interval", "val_interval"):
             if getattr(self, flag) <= 0:
                 bad(flag, "must be a positive integer")
-        for flag in ("pretrain_iterations", "metatrain_iterations", "print_interval"):
+        for flag in ("pretrain_iterations", "metatrain_iterations", "print_interval", "intra_op_threads",
+                     "inter_op_threads"):
             if getattr(self, flag) < 0:
                 bad(flag, "must be >= 0")
         if self.meta_lr <= 0:

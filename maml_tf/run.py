@@ -39,7 +39,7 @@ def ensure_writable(folder: str) -> None:
 RESUMABLE_CHANGES = {"metatrain_iterations", "logdir", "resume", "train", "test_iter", "test_set", "log", "data_dir",
                      "num_test_tasks", "test_chunk", "test_after_train", "jit_compile", "recompute_inner", "save_interval",
                      "print_interval", "summary_interval", "val_interval", "train_update_batch_size", "train_update_lr",
-                     "distribute"}
+                     "distribute", "intra_op_threads", "inter_op_threads"}
 
 
 def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
@@ -55,8 +55,33 @@ def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
                         f"or move the old checkpoints away")
 
 
+def set_threads(cfg: Config) -> None:
+    """Apply --intra_op_threads / --inter_op_threads (0 leaves TensorFlow's choice).
+
+    TensorFlow fixes its thread pools when it starts, so this must come before any op; in a
+    process that already ran TensorFlow (a second `run` call) a different setting is refused.
+    """
+    import tensorflow as tf
+
+    for value, get, put, name in (
+            (cfg.intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
+             tf.config.threading.set_intra_op_parallelism_threads, "intra_op_threads"),
+            (cfg.inter_op_threads, tf.config.threading.get_inter_op_parallelism_threads,
+             tf.config.threading.set_inter_op_parallelism_threads, "inter_op_threads")):
+        if value and get() != value:
+            try:
+                put(value)
+            except RuntimeError:
+                raise MamlError(f"--{name}={value}: TensorFlow already started in this process with "
+                                f"{get() or 'its default'}; set it in a fresh process") from None
+
+
 def run(cfg: Config, log=print) -> dict:
     """Train and/or test as the flags say; returns the test summary (if a test ran)."""
+    set_threads(cfg)
+    if cfg.intra_op_threads or cfg.inter_op_threads:
+        log(f"TensorFlow threads: intra-op {cfg.intra_op_threads or 'default'}, "
+            f"inter-op {cfg.inter_op_threads or 'default'}")
     # The strategy first: a multi-worker strategy must precede every other TensorFlow op.
     strategy = None if cfg.distribute == "none" else distributed.flag_strategy(cfg.distribute)
     chief = strategy is None or distributed.is_chief(strategy)

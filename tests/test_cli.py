@@ -25,9 +25,11 @@ def _main(*args, timeout=300):
 def test_cli_trains_then_tests_sinusoid(tmp_path):
     out = _main("--datasource=sinusoid", "--norm=None", "--update_batch_size=10", "--update_lr=0.01",
                 "--metatrain_iterations=30", "--meta_batch_size=5", "--print_interval=10",
-                f"--logdir={tmp_path}", "--test_after_train", "--num_test_tasks=20")
+                f"--logdir={tmp_path}", "--test_after_train", "--num_test_tasks=20",
+                "--intra_op_threads=1", "--inter_op_threads=2")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Iteration 10:" in out.stdout and "Mean validation accuracy/loss" in out.stdout
+    assert "TensorFlow threads: intra-op 1, inter-op 2" in out.stdout
     folder = tmp_path / "cls_5.mbs_5.ubs_10.numstep1.updatelr0.01nonorm"
     assert ckpt.list_iterations(str(folder)) == [29]
     rows = list(csv.reader(open(folder / "test_ubs10_stepsize0.01.csv")))
@@ -93,6 +95,7 @@ def test_mismatched_checkpoint_names_the_variable(tmp_path):
     (["--baseline=oracle", "--datasource=omniglot"], "--baseline=oracle needs --datasource=sinusoid"),
     (["--meta_batch_size=0"], "--meta_batch_size=0: must be a positive integer"),
     (["--logdir=/proc/nope"], "--logdir: cannot write"),
+    (["--intra_op_threads=-1"], "--intra_op_threads=-1: must be >= 0"),
 ])
 def test_cli_bad_input_is_one_clear_message(args, message):
     out = _main(*args, "--metatrain_iterations=1")
@@ -113,3 +116,15 @@ def test_resume_refuses_a_checkpoint_from_other_flags(tmp_path):
     assert pretrain.exp_string == maml.exp_string
     with pytest.raises(MamlError, match="--pretrain_iterations=0 there, 3 now"):
         run(pretrain, log=lambda *a: None)
+
+
+def test_threads_cannot_change_once_tensorflow_runs(tmp_path):
+    """TensorFlow fixes its thread pools at start-up: a later run asking for others is told so."""
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1  # TensorFlow has started in this (the test) process
+    cfg = Config(datasource="sinusoid", norm="None", metatrain_iterations=1, logdir=str(tmp_path),
+                 intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() + 3)
+    with pytest.raises(MamlError, match="--intra_op_threads=.*TensorFlow already started"):
+        run(cfg, log=lambda *a: None)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
