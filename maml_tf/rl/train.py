@@ -90,8 +90,8 @@ class Trainer:
         self.log = log
         strategy = None
         if cfg.distribute != "none":  # first: a multi-worker strategy must precede every other TF op
-            from maml_tf.rl.workers import make_strategy
-            strategy = make_strategy(cfg.distribute)
+            from maml_tf.meta.distributed import flag_strategy
+            strategy = flag_strategy(cfg.distribute)
         self.policy = build_policy(cfg, seed=cfg.seed)
         mode = cfg.mode
         self.obj = MetaObjective(self.policy, cfg.fast_lr, 1 if mode == "maml" else 0, cfg.first_order)
@@ -143,12 +143,14 @@ class Trainer:
             with open(latest, "rb") as f:
                 crc = zlib.crc32(f.read())
         mine = [os.path.exists(latest), crc, zlib.crc32(np.ascontiguousarray(self.theta).tobytes())]
-        rows = self.workers.gather(mine)
+        from maml_tf.meta.distributed import replica_rows
+
+        rows = replica_rows(self.workers.strategy, mine)  # one row per replica, its worker's values
         if np.any(rows[:, 2] != rows[0, 2]):
             raise MamlError("--distribute: the workers built different initial parameters (same flags and --seed "
                             "on every worker?)")
         if np.any(rows[:, :2] != rows[0, :2]):
-            seen = ", ".join(f"worker {i}: " + (f"crc32 {int(c):08x}" if e else "none")
+            seen = ", ".join(f"replica {i}: " + (f"crc32 {int(c):08x}" if e else "none")
                              for i, (e, c, _) in enumerate(rows))
             raise MamlError(f"--run_dir: the workers see different checkpoints {latest} ({seen}); with "
                             "--distribute every worker must read the same run folder (shared, or a copy of it)")

@@ -7,7 +7,8 @@
 * a few more sums over workers (`all_sum`): the logged returns pick the best checkpoint, so they
   must be the global ones on every worker, else the workers would disagree about it;
 * one writer: the chief (the worker holding replica 0) writes checkpoints, csv and TensorBoard;
-* agreement at start (`gather`): every worker must start from the same parameters / checkpoint;
+* agreement at start (`maml_tf.meta.distributed.replica_rows`, as the supervised driver): every worker
+  must start from the same parameters / checkpoint;
 * action noise of its own: worker w draws iteration itr's noise from
   ``np.random.default_rng([seed, w, itr])``, keyed by iteration rather than a running stream
   because only the chief writes checkpoints: a resumed run needs no other worker's RNG state and
@@ -22,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-# The strategy of --distribute is shared with the supervised driver (maml_tf.run).
-from maml_tf.meta.distributed import check_tf_config, flag_strategy as make_strategy  # noqa: F401
+from maml_tf.meta.distributed import is_chief
 from maml_tf.rl.distributed import DistributedMetaObjective
 from maml_tf.rl.maml_trpo import MetaObjective
 
@@ -37,7 +37,7 @@ class Workers:
         self.task_bounds = self.objective.task_bounds
         self.num_local_tasks = self.objective.num_local_tasks
         self.index = self.objective.first_replica
-        self.is_chief = self.index == 0
+        self.is_chief = is_chief(strategy)  # the same test as the supervised driver's
         self.num_replicas = strategy.num_replicas_in_sync
         self._sum = tf.function(self._sum_fn, input_signature=[tf.TensorSpec([None], tf.float64)])
 
@@ -60,12 +60,3 @@ class Workers:
     def all_sum(self, values) -> np.ndarray:
         """Sum of a float64 vector over workers (a collective: every worker calls it, same length)."""
         return self._sum(tf.constant(np.asarray(values, dtype=np.float64).ravel())).numpy()
-
-    def gather(self, values) -> np.ndarray:
-        """Every worker's vector, one row per worker in worker-id order (a collective)."""
-        v = np.asarray(values, dtype=np.float64).ravel()
-        k = v.size + 1  # a leading 1 marks the rows of workers (other replicas' rows stay 0)
-        slots = np.zeros((self.num_replicas, k))
-        slots[self.index] = np.concatenate([[1.0], v])
-        rows = self.all_sum(slots.ravel()).reshape(self.num_replicas, k)
-        return rows[rows[:, 0] == 1.0, 1:]
