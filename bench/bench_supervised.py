@@ -62,12 +62,14 @@ WORKLOADS = {
 
 
 # --- child: one workload in this process -------------------------------------------------------
-def _configure_tf(args):
+def _configure_tf(args, cfg):
+    """The thread pools maml_tf.main would use for `cfg` (--thread_pools), or --intra_op/--inter_op."""
     import tensorflow as tf
-    if args.intra_op:
-        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
-    if args.inter_op:
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+
+    from maml_tf.run import set_threads
+    args.intra_op, args.inter_op = set_threads(cfg.replace(intra_op_threads=args.intra_op,
+                                                           inter_op_threads=args.inter_op,
+                                                           thread_pools=args.thread_pools))
     return tf
 
 
@@ -128,16 +130,17 @@ def peak_memory_mb(tf) -> tuple[float, str]:
 
 
 def run_child(args) -> dict:
-    tf = _configure_tf(args)
+    from maml_tf.config import Config
+
+    wl = WORKLOADS[args.workloads]
+    cfg = Config(**wl.flags, jit_compile=args.jit)
+    tf = _configure_tf(args, cfg)
     import numpy as np
 
-    from maml_tf.config import Config
     from maml_tf.experiment import build
     from maml_tf.models import layers
 
-    wl = WORKLOADS[args.workloads]
     layers.CONV_IMPL["per_task"] = args.conv_impl
-    cfg = Config(**wl.flags, jit_compile=args.jit)
     rss_before = peak_memory_mb(tf)[0]
     learner = build(cfg)
     batch = tuple(tf.constant(b) for b in synthetic_batch(cfg, np.random.default_rng(0)))
@@ -155,7 +158,6 @@ def run_child(args) -> dict:
     _block(step(batch))
     one = time.perf_counter() - t0
     calls = max(1, int(args.seconds / max(one, 1e-6)))
-    mm_before = matmul_rate(tf) if args.matmul else None
     rates = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -169,10 +171,6 @@ def run_child(args) -> dict:
     if flops is None and args.jit:  # the same graph without XLA has the same FLOPs
         flops = graph_flops(tf.function(fn.python_function).get_concrete_function(*fn_args))
     peak, peak_kind = peak_memory_mb(tf)
-    # The matmul rate measured right before and after the timed repeats: on a shared machine it
-    # tells how much of the cores the step had, and the ratio can be adjusted to the issue's
-    # unloaded 230 GFLOP/s (ratio * 230 / measured), as the original's figures were taken so.
-    mm = (mm_before + matmul_rate(tf)) / 2 if args.matmul else None
     med = statistics.median(rates)
     return {
         "workload": args.workloads, "description": wl.description, "mode": args.mode,
@@ -184,10 +182,21 @@ def run_child(args) -> dict:
         "peak_memory_mb": peak, "memory_before_build_mb": rss_before, "peak_memory_kind": peak_kind,
         "original_its_per_s": wl.original, "ratio_to_original": med / wl.original,
         "gflop_per_it": flops / 1e9 if flops else None,
-        "matmul_gflops": mm / 1e9 if mm else None,
-        "fraction_of_hardware": (med * flops / mm) if (flops and mm) else None,
-        "ratio_load_adjusted": (med / wl.original) * (ORIGINAL_MATMUL_GFLOPS * 1e9 / mm) if mm else None,
     }
+
+
+def add_hardware_figures(r: dict, mm: float | None) -> dict:
+    """Fraction of hardware and the load-adjusted ratio from the matmul rate `mm` (FLOP/s).
+
+    `mm` is measured in its own process with TensorFlow's default pools (all cores), right before
+    and after the workload: on a shared machine it tells how much of the cores the step had, and
+    the ratio can be adjusted to the issue's unloaded 230 GFLOP/s (ratio * 230 / measured).
+    """
+    flops = r["gflop_per_it"] * 1e9 if r.get("gflop_per_it") else None
+    r["matmul_gflops"] = mm / 1e9 if mm else None
+    r["fraction_of_hardware"] = r["its_per_s_median"] * flops / mm if (flops and mm) else None
+    r["ratio_load_adjusted"] = r["ratio_to_original"] * ORIGINAL_MATMUL_GFLOPS * 1e9 / mm if mm else None
+    return r
 
 
 def _block(out):
@@ -200,10 +209,18 @@ def child_command(args, workload: str) -> list[str]:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--workloads", workload,
            "--conv_impl", args.conv_impl, "--mode", args.mode, "--repeats", str(args.repeats),
            "--warmup", str(args.warmup), "--seconds", str(args.seconds),
-           "--intra_op", str(args.intra_op), "--inter_op", str(args.inter_op)]
+           "--intra_op", str(args.intra_op), "--inter_op", str(args.inter_op), "--thread_pools", args.thread_pools]
     cmd += ["--jit"] if args.jit else []
-    cmd += [] if args.matmul else ["--no_matmul"]
     return cmd
+
+
+def matmul_in_child(env) -> float | None:
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--matmul_child"], capture_output=True,
+                          text=True, env=env, timeout=300)
+    try:
+        return float(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None
 
 
 def run(args) -> list[dict]:
@@ -212,19 +229,22 @@ def run(args) -> list[dict]:
         if name not in WORKLOADS:
             raise SystemExit(f"unknown workload {name!r}; expected some of {', '.join(WORKLOADS)}")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        before = matmul_in_child(env) if args.matmul else None
         proc = subprocess.run(child_command(args, name), capture_output=True, text=True, env=env,
                               timeout=args.timeout)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             results.append({"workload": name, "error": " | ".join(tail)})
         else:
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            after = matmul_in_child(env) if args.matmul else None
+            mm = (before + after) / 2 if (before and after) else None
+            results.append(add_hardware_figures(json.loads(proc.stdout.strip().splitlines()[-1]), mm))
         if not args.quiet:
             print(format_row(results[-1]), flush=True)
     return results
 
 
-HEADER = (f"{'workload':<14} {'impl':<8} {'jit':<3} {'it/s med':>9} {'[min-max]':>17} {'orig':>6} {'ratio':>6} "
+HEADER = (f"{'workload':<14} {'impl':<8} {'pools':<5} {'jit':<3} {'it/s med':>9} {'[min-max]':>17} {'orig':>6} {'ratio':>6} "
           f"{'adj.':>6} {'GFLOP/it':>8} {'hw frac':>7} {'peak MB':>8}")
 
 
@@ -235,7 +255,8 @@ def format_row(r: dict) -> str:
     frac = f"{r['fraction_of_hardware']:.2f}" if r.get("fraction_of_hardware") else "?"
     impl = r["conv_impl"]
     adj = f"{r['ratio_load_adjusted']:.2f}x" if r.get("ratio_load_adjusted") else "?"
-    return (f"{r['workload']:<14} {impl:<8} {'on' if r['jit_compile'] else 'off':<3} {r['its_per_s_median']:>9.3g} "
+    pools = "/".join(str(r.get(k) or "tf") for k in ("intra_op", "inter_op"))
+    return (f"{r['workload']:<14} {impl:<8} {pools:<5} {'on' if r['jit_compile'] else 'off':<3} {r['its_per_s_median']:>9.3g} "
             f"{'[' + format(r['its_per_s_min'], '.3g') + '-' + format(r['its_per_s_max'], '.3g') + ']':>17} "
             f"{r['original_its_per_s']:>6.3g} {r['ratio_to_original']:>5.2f}x {adj:>6} {flop:>8} {frac:>7} "
             f"{r['peak_memory_mb']:>8.0f}")
@@ -253,13 +274,16 @@ def parse(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seconds", type=float, default=3.0, help="target seconds per repeat")
-    p.add_argument("--intra_op", type=int, default=0, help="intra-op threads (0: TensorFlow's default)")
-    p.add_argument("--inter_op", type=int, default=0, help="inter-op threads (0: TensorFlow's default)")
+    p.add_argument("--intra_op", type=int, default=0, help="intra-op threads (0: as --thread_pools says)")
+    p.add_argument("--inter_op", type=int, default=0, help="inter-op threads (0: as --thread_pools says)")
+    p.add_argument("--thread_pools", default="auto", choices=["auto", "tf"],
+                   help="maml_tf.main's --thread_pools: auto (its default) or tf (TensorFlow's default pools)")
     p.add_argument("--no_matmul", dest="matmul", action="store_false", help="skip the matmul-rate measurement")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per workload")
     p.add_argument("--json", nargs="?", const="-", default=None, help="write results as JSON (to FILE, or stdout)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--matmul_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.conv_impl is None or args.jit is None:
         sys.path.insert(0, ROOT)
@@ -274,6 +298,10 @@ def parse(argv=None):
 
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.matmul_child:
+        import tensorflow as tf
+        print(matmul_rate(tf))
+        return 0
     if args.child:
         print(json.dumps(run_child(args)))
         return 0

@@ -15,6 +15,7 @@ DATASOURCES = ("sinusoid", "omniglot", "miniimagenet")
 NORMS = ("batch_norm", "layer_norm", "None")
 BASELINES = (None, "oracle")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
+THREAD_POOLS = ("auto", "tf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +53,9 @@ class Config:
     jit_compile: bool = False
     recompute_inner: bool = False  # backward recomputes inner steps (memory for time; same numbers)
     distribute: str = "none"  # meta-batch over this host's devices / TF_CONFIG's hosts (same numbers up to rounding)
-    intra_op_threads: int = 0  # TF's thread pools (0: TF's default); speed only, set before TF starts
+    intra_op_threads: int = 0  # TF's thread pools (0: see thread_pools); speed only, set before TF starts
     inter_op_threads: int = 0
+    thread_pools: str = "auto"  # "auto": 1 intra-op thread, one op per core, on CPU-only small-op workloads; "tf"
     save_interval: int = 1000
     print_interval: int = 0  # 0: the reference's (1000 sinusoid, 100 otherwise)
     summary_interval: int = 100
@@ -116,6 +118,8 @@ class Config:
             bad("train_update_batch_size", "must be -1 (same as --update_batch_size) or positive")
         if self.train_update_lr != -1 and self.train_update_lr < 0:
             bad("train_update_lr", "must be -1 (same as --update_lr) or >= 0")
+        if self.thread_pools not in THREAD_POOLS:
+            bad("thread_pools", f"expected one of {', '.join(THREAD_POOLS)}")
         if self.distribute not in DISTRIBUTE:
             bad("distribute", f"expected one of {', '.join(DISTRIBUTE)}")
         if self.norm_variant not in ("exact", "tf2"):

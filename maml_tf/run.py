@@ -39,7 +39,7 @@ def ensure_writable(folder: str) -> None:
 RESUMABLE_CHANGES = {"metatrain_iterations", "logdir", "resume", "train", "test_iter", "test_set", "log", "data_dir",
                      "num_test_tasks", "test_chunk", "test_after_train", "jit_compile", "recompute_inner", "save_interval",
                      "print_interval", "summary_interval", "val_interval", "train_update_batch_size", "train_update_lr",
-                     "distribute", "intra_op_threads", "inter_op_threads"}
+                     "distribute", "intra_op_threads", "inter_op_threads", "thread_pools"}
 
 
 def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
@@ -55,33 +55,71 @@ def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
                         f"or move the old checkpoints away")
 
 
-def set_threads(cfg: Config) -> None:
-    """Apply --intra_op_threads / --inter_op_threads (0 leaves TensorFlow's choice).
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
-    TensorFlow fixes its thread pools when it starts, so this must come before any op; in a
-    process that already ran TensorFlow (a second `run` call) a different setting is refused.
+
+def thread_plan(cfg: Config) -> tuple[int, int]:
+    """(intra-op, inter-op) threads for this run; 0 leaves TensorFlow's default.
+
+    Explicit --intra_op_threads/--inter_op_threads win. Otherwise, with --thread_pools=auto in a
+    one-process run (no --distribute) on a machine without a GPU (measured in bench/README.md):
+    * nets with max-pool (MiniImagenet): one op at a time. oneDNN's max-pool kernels give
+      run-to-run different meta-gradients when ops run concurrently (TensorFlow's default pools
+      here); one at a time they are bitwise reproducible, at about the same speed;
+    * the others (sinusoid, Omniglot, whose per-task ops act on 5-20 examples): one thread per op
+      and one op per core, so the tasks' independent ops run side by side: 1.2-2.1x faster.
+    """
+    if cfg.intra_op_threads or cfg.inter_op_threads:
+        return cfg.intra_op_threads, cfg.inter_op_threads
+    if cfg.thread_pools != "auto" or cfg.distribute != "none":
+        return 0, 0
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):  # listing devices does not start the runtime
+        return 0, 0
+    if cfg.conv and cfg.max_pool:
+        return 0, 1
+    return 1, _cpu_count()
+
+
+def set_threads(cfg: Config) -> tuple[int, int]:
+    """Apply `thread_plan(cfg)`; returns the pools in use (0: TensorFlow's default).
+
+    TensorFlow fixes its thread pools when it starts, so this must come before any op. In a process
+    that already ran TensorFlow (a second `run` call), explicitly asked-for pools that differ are
+    refused; automatic ones are then left as they are.
     """
     import tensorflow as tf
 
+    intra, inter = thread_plan(cfg)
+    explicit = bool(cfg.intra_op_threads or cfg.inter_op_threads)
+    used = []
     for value, get, put, name in (
-            (cfg.intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
+            (intra, tf.config.threading.get_intra_op_parallelism_threads,
              tf.config.threading.set_intra_op_parallelism_threads, "intra_op_threads"),
-            (cfg.inter_op_threads, tf.config.threading.get_inter_op_parallelism_threads,
+            (inter, tf.config.threading.get_inter_op_parallelism_threads,
              tf.config.threading.set_inter_op_parallelism_threads, "inter_op_threads")):
         if value and get() != value:
             try:
                 put(value)
             except RuntimeError:
-                raise MamlError(f"--{name}={value}: TensorFlow already started in this process with "
-                                f"{get() or 'its default'}; set it in a fresh process") from None
+                if explicit:
+                    raise MamlError(f"--{name}={value}: TensorFlow already started in this process with "
+                                    f"{get() or 'its default'}; set it in a fresh process") from None
+        used.append(get())
+    return used[0], used[1]
 
 
 def run(cfg: Config, log=print) -> dict:
     """Train and/or test as the flags say; returns the test summary (if a test ran)."""
-    set_threads(cfg)
-    if cfg.intra_op_threads or cfg.inter_op_threads:
-        log(f"TensorFlow threads: intra-op {cfg.intra_op_threads or 'default'}, "
-            f"inter-op {cfg.inter_op_threads or 'default'}")
+    intra, inter = set_threads(cfg)
+    if intra or inter:
+        log(f"TensorFlow threads: intra-op {intra or 'default'}, inter-op {inter or 'default'}"
+            f"{'' if cfg.intra_op_threads or cfg.inter_op_threads else ' (--thread_pools=auto)'}")
     # The strategy first: a multi-worker strategy must precede every other TensorFlow op.
     strategy = None if cfg.distribute == "none" else distributed.flag_strategy(cfg.distribute)
     chief = strategy is None or distributed.is_chief(strategy)

@@ -43,6 +43,8 @@ def test_cli_trains_then_tests_sinusoid(tmp_path):
                 "--train=False", "--num_test_tasks=10")
     assert out.returncode == 0, out.stderr[-3000:]
     assert (folder / "test_ubs5_stepsize0.01.csv").exists()
+    # no thread flags on a CPU-only machine: the automatic pools, said in the log
+    assert f"TensorFlow threads: intra-op 1, inter-op {len(os.sched_getaffinity(0))} (--thread_pools=auto)" in out.stdout
 
 
 def _weights(folder, itr):
@@ -116,6 +118,37 @@ def test_resume_refuses_a_checkpoint_from_other_flags(tmp_path):
     assert pretrain.exp_string == maml.exp_string
     with pytest.raises(MamlError, match="--pretrain_iterations=0 there, 3 now"):
         run(pretrain, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("settings, plan", [
+    (dict(datasource="sinusoid"), (1, "cores")),
+    (dict(datasource="omniglot"), (1, "cores")),
+    (dict(datasource="miniimagenet", max_pool=True, num_filters=32), (0, 1)),  # max-pool: one op at a time
+    (dict(datasource="omniglot", max_pool=True), (0, 1)),
+    (dict(datasource="sinusoid", thread_pools="tf"), (0, 0)),
+    (dict(datasource="sinusoid", distribute="mirrored"), (0, 0)),
+    (dict(datasource="sinusoid", intra_op_threads=2), (2, 0)),  # explicit wins
+    (dict(datasource="miniimagenet", max_pool=True, num_filters=32, inter_op_threads=3), (0, 3)),
+])
+def test_thread_plan(settings, plan):
+    from maml_tf.run import thread_plan
+
+    cores = len(os.sched_getaffinity(0))
+    assert thread_plan(Config(**settings)) == tuple(cores if p == "cores" else p for p in plan)
+
+
+def test_thread_plan_keeps_tensorflows_pools_with_a_gpu(monkeypatch):
+    import tensorflow as tf
+
+    from maml_tf.run import thread_plan
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert thread_plan(Config(datasource="sinusoid")) == (0, 0)
+
+
+def test_thread_pools_flag_is_checked():
+    with pytest.raises(MamlError, match="thread_pools"):
+        Config(thread_pools="many").validate()
 
 
 def test_threads_cannot_change_once_tensorflow_runs(tmp_path):
