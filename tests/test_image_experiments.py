@@ -63,3 +63,19 @@ def test_more_classes_than_the_split_has(data_dir, tmp_path):
                                 num_classes=7, max_pool=True, num_filters=8, metatrain_iterations=1))
     with pytest.raises(MamlError, match="7"):
         run(cfg, log=lambda *a: None)
+
+
+def test_training_does_not_retrace_between_iterations(data_dir, tmp_path):
+    """Every iteration feeds new batches; the compiled steps are traced once per signature only."""
+    from maml_tf.experiment import build
+    from maml_tf.train import loop, streams
+
+    cfg = Config.from_dict(dict(datasource="omniglot", data_dir=str(data_dir), logdir=str(tmp_path),
+                                metatrain_iterations=12, meta_batch_size=2, update_batch_size=1, update_lr=0.4,
+                                num_filters=8, **dict(QUIET, summary_interval=3, print_interval=6, val_interval=4)))
+    learner = build(cfg)
+    loop.train(cfg, learner, str(tmp_path), streams.training_stream(cfg), streams.validation_stream(cfg),
+               log=lambda *a: None, write=False)
+    # the train step with and without summaries (2 signatures), one evaluation graph
+    assert learner._train.experimental_get_tracing_count() == 2
+    assert learner._eval.experimental_get_tracing_count() == 1
