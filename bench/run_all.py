@@ -1,10 +1,10 @@
-"""Every benchmark in one command: supervised MAML, the RL environments, the RL sampler/TRPO step.
+"""Every benchmark in one command: supervised MAML, the data pipeline, the RL environments, the RL sampler/TRPO step.
 
     scripts/venv.sh python bench/run_all.py             # tables on stdout
     scripts/venv.sh python bench/run_all.py --quick     # shorter runs (fewer repeats, small RL batches)
     scripts/venv.sh python bench/run_all.py --json all.json
 
-The supervised suite (bench_supervised.py) reports structured rows; bench_envs.py and bench_rl.py
+The supervised suite (bench_supervised.py) reports structured rows; bench_data.py, bench_envs.py and bench_rl.py
 print their own tables, which are passed through (and stored as text lines under --json). Each
 suite runs in its own process, one after the other, so they do not compete for the cores.
 """
@@ -38,7 +38,8 @@ def _tf_noise(line: str) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller RL batches")
-    ap.add_argument("--only", default="supervised,envs,rl", help="comma-separated suites: supervised, envs, rl")
+    ap.add_argument("--only", default="supervised,data,envs,rl",
+                    help="comma-separated suites: supervised, data, envs, rl")
     ap.add_argument("--workloads", default=None, help="supervised workloads (default: all five)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per suite")
     ap.add_argument("--json", default=None, help="write every result to this file")
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
             print(text)
             status = 1
         report["supervised"] = rows
-    for name, script, quick in (("envs", "bench_envs.py", ["--steps", "1000", "--vector-steps", "100"]),
+    for name, script, quick in (("data", "bench_data.py", ["--seconds", "2"]),
+                                ("envs", "bench_envs.py", ["--steps", "1000", "--vector-steps", "100"]),
                                 ("rl", "bench_rl.py", ["--quick"])):
         if name not in suites:
             continue

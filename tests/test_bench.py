@@ -20,3 +20,13 @@ def test_bench_supervised_runs_and_reports(tmp_path):
     # maml_tf.main's automatic pools on this CPU-only machine; the matmul yardstick from its own process
     assert (row["intra_op"], row["inter_op"]) == (1, len(os.sched_getaffinity(0)))
     assert row["matmul_gflops"] > 0 and row["fraction_of_hardware"] > 0
+
+
+def test_bench_data_runs_and_reports(tmp_path):
+    out = tmp_path / "data.json"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_data.py"), "--workloads", "omniglot5",
+                           "--seconds", "0.3", "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())
+    assert row["stream_batches_per_s"] > 0 and row["step_fed_by_stream_its_per_s"] > 0
+    assert row["fed_over_fixed"] == row["step_fed_by_stream_its_per_s"] / row["step_fixed_batch_its_per_s"]
