@@ -1,6 +1,6 @@
 """Environment throughput of maml_tf.rl.envs next to raw MuJoCo, so the Python overhead is visible.
 
-    scripts/venv.sh python bench/bench_envs.py [--steps 4000] [--num-envs 20] [--async-envs 4]
+    scripts/venv.sh python bench/bench_envs.py [--steps 4000] [--num-envs 20] [--async-envs 4] [--workers 2]
 
 Per family it prints env steps per second for:
   raw mj_step          ``mujoco.mj_step`` alone on the same model (the floor of any env);
@@ -10,6 +10,9 @@ Per family it prints env steps per second for:
   env (gym.make)       with Gymnasium's TimeLimit/OrderEnforcing/PassiveEnvChecker wrappers;
   sync vector xN       ``SyncVectorEnv`` with N sub-envs (steps counted per sub-env);
   async vector xN      ``AsyncVectorEnv`` (processes) with N sub-envs;
+  sharded vector xN / W workers
+                       ``ShardedVectorEnv``: the sync env's N sub-envs in W processes, a block of N/W
+                       each (one pipe round trip per worker per step; `maml_tf.rl.envs.block`);
 and for the point env the batched ``PointGoalVectorEnv`` and its bare numpy step ``point_step_batch``
 over N tasks.
 Actions are N(0, 1) samples as a Gaussian policy would send.
@@ -24,6 +27,7 @@ import mujoco
 import numpy as np
 
 import maml_tf.rl.envs as E
+from maml_tf.rl.envs.block import ShardedVectorEnv
 
 FAMILIES = {
     "point": "maml_tf/PointGoal-v0",
@@ -102,8 +106,12 @@ def main() -> None:
     parser.add_argument("--async-envs", type=int, default=4, help="sub-envs (processes) of the async vector env")
     parser.add_argument("--vector-steps", type=int, default=300, help="vector steps per vector measurement")
     parser.add_argument("--no-async", action="store_true", help="skip the AsyncVectorEnv measurement")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes of the sharded vector env (must divide --num-envs; 0: skip it)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is kept")
     args = parser.parse_args()
+    if args.workers < 0 or (args.workers and args.num_envs % args.workers):
+        parser.error(f"--workers {args.workers} must divide --num-envs {args.num_envs} (or be 0 to skip)")
     reps = max(1, args.repeats)
     rng = np.random.default_rng(0)
     rows = []
@@ -120,6 +128,11 @@ def main() -> None:
         envs = E.make_vector_env(env_id, tasks[: args.num_envs])
         row[f"sync vector x{args.num_envs}"] = bench_vector(envs, args.vector_steps, reps, rng)
         envs.close()
+        if args.workers:
+            envs = ShardedVectorEnv(env_id, tasks[: args.num_envs], args.workers)  # W=1 too: one process
+            row[f"sharded vector x{args.num_envs} / {args.workers} workers"] = bench_vector(
+                envs, args.vector_steps, reps, rng)
+            envs.close()
         if not args.no_async:
             envs = E.make_vector_env(env_id, tasks[: args.async_envs], asynchronous=True)
             row[f"async vector x{args.async_envs}"] = bench_vector(envs, args.vector_steps, reps, rng)
@@ -140,9 +153,10 @@ def main() -> None:
     keys = []
     for row in rows:
         keys += [k for k in row if k != "family" and k not in keys]
-    print(f"{'':>26}" + "".join(f"{r['family']:>14}" for r in rows))
+    width = max(26, *(len(k) for k in keys))
+    print(f"{'':>{width}}" + "".join(f"{r['family']:>14}" for r in rows))
     for k in keys:
-        print(f"{k:>26}" + "".join(f"{r[k]:>14,.0f}" if k in r else f"{'-':>14}" for r in rows))
+        print(f"{k:>{width}}" + "".join(f"{r[k]:>14,.0f}" if k in r else f"{'-':>14}" for r in rows))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ used ``fbs10``, cheetah fwd/bwd ``mlr0.02``, ant fwd/bwd ``fbs40``, point ``mbs2
 logical CPUs, of this host) or ``multi_worker`` (hosts from TF_CONFIG); the meta-batch is split
 over the replicas (see `maml_tf.rl.workers`). Each worker draws its own action noise, so a
 distributed run does not reproduce a one-process run bit for bit.
+
+``env_workers`` > 1 steps the sampler's envs in that many processes, a block of envs each
+(`maml_tf.rl.envs.block`); unlike ``distribute`` this changes no result, only the wall time.
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ class RLConfig:
     snapshot_gap: int = 25
     envs_per_task: int = 1
     asynchronous: bool = False
+    env_workers: int = 0              # >1: step the sampler's envs in this many processes (bit-identical results)
     inference: str = "numpy"          # sampler policy forward: "numpy" (batched) or "tf" (XLA-compiled)
     distribute: str = "none"          # "none", "mirrored" or "multi_worker" (TF_CONFIG); MAML only
 
@@ -111,8 +115,32 @@ class RLConfig:
             raise ValueError("--num_grad_updates must be 1 for MAML training (all paper runs; see spec 3.9)")
         if self.mode == "trpo" and self.batch_size < self.max_path_length:
             raise ValueError(f"--batch_size ({self.batch_size}) must be at least one path (H={self.max_path_length})")
+        self._validate_env_workers()
         env_info(self.env_id)
         return self
+
+    def _validate_env_workers(self) -> None:
+        """--env_workers: >= 0; above 1 not with --asynchronous, not for point, and dividing the env count."""
+        w = self.env_workers
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ValueError(f"--env_workers must be an integer >= 0 (0 or 1: step the envs in-process), got {w!r}")
+        if w <= 1:
+            return
+        if self.asynchronous:
+            raise ValueError(f"--env_workers={w} (a block of envs per process) and --asynchronous (a process per "
+                             f"env) exclude each other; pick one")
+        if self.env == "point":
+            # The point env is stepped in-process: as one numpy batch (MAML) or as gym envs whose step is
+            # a few array ops; a pipe round trip per lock-step costs more than the stepping itself.
+            raise ValueError(f"--env_workers={w}: the point env is stepped in-process (a few array ops per step, "
+                             f"cheaper than a round trip to a worker process); use --env_workers=0")
+        if self.distribute != "none":
+            return  # each worker's share of the tasks is known only at run time; the sampler checks it
+        n = self.trpo_envs() if self.mode == "trpo" else self.meta_batch_size * self.envs_per_task
+        if w > n or n % w:
+            valid = [d for d in range(1, n + 1) if n % d == 0]
+            raise ValueError(f"--env_workers={w} must divide the sampler's {n} envs (a block of equal size per "
+                             f"process); valid counts: {valid}")
 
     def trpo_envs(self) -> int:
         """Reference VectorizedSampler: n_envs = min(100, batch_size / H)."""

@@ -79,11 +79,15 @@ def test_goals(env: str, n_goals: int = 40) -> np.ndarray:
 
 def adapt_and_record(policy: MLPPolicy, theta: np.ndarray, env_id: str, goals: np.ndarray, proto: Protocol,
                      n_itr: int, first_lr: float, later_lr: float, seed: int,
-                     discount: float = 0.99) -> np.ndarray:
-    """Run the per-goal VPG protocol for a set of goals side by side; returns M [n_itr, n_goals]."""
+                     discount: float = 0.99, env_workers: int = 0) -> np.ndarray:
+    """Run the per-goal VPG protocol for a set of goals side by side; returns M [n_itr, n_goals].
+
+    ``env_workers`` > 1 steps the goals' envs in that many processes (same results; it must divide
+    ``n_goals * k``, k = batch / H envs per goal).
+    """
     n = len(goals)
     k = max(1, min(100, proto.batch_size // proto.max_path_length))
-    sampler = TaskSampler(env_id, n, proto.max_path_length, k, seed=seed)
+    sampler = TaskSampler(env_id, n, proto.max_path_length, k, seed=seed, env_workers=env_workers)
     sampler.set_tasks(list(goals))
     obj = MetaObjective(policy, fast_lr=first_lr, num_grad_updates=1)
     rng = np.random.default_rng(seed)
@@ -105,7 +109,7 @@ def adapt_and_record(policy: MLPPolicy, theta: np.ndarray, env_id: str, goals: n
 
 def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int = 40, goal_chunk: int = 40,
              n_itr: int | None = None, batch_size: int | None = None, seed: int | None = None,
-             log=print) -> dict:
+             log=print, env_workers: int = 0) -> dict:
     """Evaluate one method on the reference test goals; returns the result dict (see module doc)."""
     if env not in PROTOCOLS:
         raise ValueError(f"--env must be one of {sorted(PROTOCOLS)}, got {env!r}")
@@ -140,7 +144,7 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
     blocks = []
     for s in range(0, n_goals, goal_chunk):
         blocks.append(adapt_and_record(policy, theta, env_id, goals[s:s + goal_chunk], proto, n_itr, first, later,
-                                       run_seed + s))
+                                       run_seed + s, env_workers=env_workers))
         log(f"goals {s}..{min(s + goal_chunk, n_goals) - 1} done ({time.perf_counter() - t0:.1f}s)")
     m = np.concatenate(blocks, axis=1)
     return {"env": env, "method": method, "checkpoint": checkpoint, "goals": goals.tolist(),
@@ -234,7 +238,8 @@ def _main(argv):
     f = flags.FLAGS
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {argv[1:]}")
-    result = evaluate(f.env, f.method, f.checkpoint, f.n_goals, f.goal_chunk, f.n_itr, f.batch_size, f.seed)
+    result = evaluate(f.env, f.method, f.checkpoint, f.n_goals, f.goal_chunk, f.n_itr, f.batch_size, f.seed,
+                      env_workers=f.env_workers)
     paths = write_outputs(result, f.out_dir)
     print(format_table(result))
     print(f"wrote {', '.join(paths.values())} in {result['wall_s']:.1f}s")
@@ -252,4 +257,7 @@ if __name__ == "__main__":
     flags.DEFINE_integer("n_itr", None, "override the number of sampling iterations (tests only)")
     flags.DEFINE_integer("batch_size", None, "override the per-goal batch in timesteps (tests only)")
     flags.DEFINE_integer("seed", None, "override the run seed")
+    flags.DEFINE_integer("env_workers", 0, "step the envs in this many worker processes, a block each (0 or 1: "
+                         "in-process); must divide goal_chunk * batch_size / H; not for point; results are "
+                         "bit-identical to in-process stepping")
     app.run(_main)

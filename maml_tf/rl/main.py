@@ -46,6 +46,13 @@ flags.DEFINE_integer("seed", None, "seed (reference: 1)")
 flags.DEFINE_integer("snapshot_gap", None, "write itr_<n>.npz every this many iterations")
 flags.DEFINE_integer("envs_per_task", None, "parallel env copies per task (reference: 1)")
 flags.DEFINE_boolean("asynchronous", None, "subprocess vector envs")
+flags.DEFINE_integer(
+    "env_workers", None,
+    "step the sampler's envs in this many worker processes, a block of envs each (0 or 1, the default: in this "
+    "process). The policy forward stays in the main process, so leave it a core. Must divide the sampler's env "
+    "count (meta_batch_size * envs_per_task, per worker under --distribute; plain TRPO: min(100, batch_size / "
+    "max_path_length)); not for --env point or "
+    "with --asynchronous. Results are bit-identical to in-process stepping.")
 flags.DEFINE_enum("inference", None, ["numpy", "tf"], "sampler policy forward (batched numpy or XLA-compiled TF)")
 flags.DEFINE_enum("hidden_nonlinearity", None, ["relu", "tanh"], "policy hidden activation")
 flags.DEFINE_string(
@@ -58,7 +65,8 @@ flags.DEFINE_string(
 
 _OVERRIDES = ["fast_lr", "fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "meta_step_size",
               "batch_size", "num_grad_updates", "first_order", "hvp", "fd_base_eps", "discount", "seed",
-              "snapshot_gap", "envs_per_task", "asynchronous", "hidden_nonlinearity", "inference", "distribute"]
+              "snapshot_gap", "envs_per_task", "asynchronous", "env_workers", "hidden_nonlinearity", "inference",
+              "distribute"]
 
 
 def main(argv):

@@ -15,6 +15,10 @@ Stop rules (reference quirk 16):
 * ``"per_task"`` (test-time VPG runs, one per goal, evaluated side by side): task i stops
   collecting once its own completed timesteps reach the quota.
 
+``env_workers`` W > 1 steps the sub-envs in W worker processes, a block each
+(`envs.block.ShardedVectorEnv`); the policy forward stays here, one per lock-step, and the paths
+are bit-identical to in-process stepping.
+
 Episodes end on termination or at H (the env's TimeLimit is set to H). Gymnasium vector envs
 are built with SAME_STEP autoreset (the reset observation comes back in the same call); the
 numpy-batched point env (`envs.point_vector`, NEXT_STEP autoreset) is also supported: the step
@@ -53,12 +57,18 @@ class TaskSampler:
     """Owns the vector env; :meth:`sample` returns completed paths per task."""
 
     def __init__(self, env_id: str, n_tasks: int, max_path_length: int, envs_per_task: int = 1,
-                 asynchronous: bool = False, seed: int = 0, batched_point: bool = True):
+                 asynchronous: bool = False, seed: int = 0, batched_point: bool = True, env_workers: int = 0):
+        """``env_workers`` W > 1 steps the ``n_tasks * envs_per_task`` sub-envs in W worker processes,
+        a block of sub-envs each (`envs.block.ShardedVectorEnv`; W must divide that count); the paths
+        are bit-identical to in-process stepping (0 or 1)."""
         from maml_tf.rl import envs as task_envs  # registers the ids
 
         if n_tasks < 1 or envs_per_task < 1 or max_path_length < 1:
             raise ValueError(f"n_tasks, envs_per_task and max_path_length must be >= 1, got "
                              f"{n_tasks}, {envs_per_task}, {max_path_length}")
+        if isinstance(env_workers, bool) or not isinstance(env_workers, (int, np.integer)) or env_workers < 0:
+            raise ValueError(f"env_workers must be an integer >= 0 (0 or 1: step the envs in this process), "
+                             f"got {env_workers!r}")
         self.info = task_envs.env_info(env_id)
         self.env_id = env_id
         self.n_tasks = n_tasks
@@ -67,6 +77,14 @@ class TaskSampler:
         self.max_path_length = max_path_length
         # The point env is a few array ops: step all sub-envs as one numpy batch (tasks pinned).
         self.batched = batched_point and env_id.startswith("maml_tf/PointGoal") and not asynchronous
+        self.env_workers = int(env_workers)
+        if self.batched and self.env_workers > 1:
+            # Refused rather than sharding gym point envs: a batched point step is a few array ops
+            # for all sub-envs at once (~10^6 steps/s), far less than one pipe round trip to a
+            # worker, so worker processes could only slow the point env down.
+            raise ValueError(f"env_workers={env_workers}: the point env is stepped as one in-process numpy batch, "
+                             f"which worker processes cannot speed up; use env_workers=0 (or batched_point=False "
+                             f"to shard the gym point envs)")
         if self.batched:
             from maml_tf.rl.envs.point_vector import PointGoalVectorEnv
 
@@ -74,7 +92,7 @@ class TaskSampler:
                                            max_episode_steps=max_path_length)
         else:
             self.envs = task_envs.make_vector_env(
-                env_id, [None] * self.n_envs, asynchronous=asynchronous,
+                env_id, [None] * self.n_envs, asynchronous=asynchronous, workers=self.env_workers,
                 env_kwargs={"max_episode_steps": max_path_length}, autoreset_mode=AutoresetMode.SAME_STEP)
         self.next_step_reset = self.envs.metadata.get("autoreset_mode") == AutoresetMode.NEXT_STEP
         self._tasks_set = not self.batched

@@ -112,7 +112,7 @@ class Trainer:
         else:
             n_tasks, k = cfg.meta_batch_size, cfg.envs_per_task
         self.sampler = TaskSampler(cfg.env_id, n_tasks, cfg.max_path_length, k, cfg.asynchronous, seed=seed,
-                                   batched_point=mode != "trpo")
+                                   batched_point=mode != "trpo", env_workers=cfg.env_workers)
         self.inference = (numpy_inference(self.policy) if cfg.inference == "numpy"
                           else tf_inference(self.obj.dist_info))
         self.theta = self.policy.get_flat()
@@ -158,9 +158,11 @@ class Trainer:
 
     def _restore(self, path: str) -> None:
         ck = load_checkpoint(path)
-        # n_itr may grow on resume (train longer), the run may move to other hosts (distribute);
-        # everything else must match the saved run.
-        if dataclasses.replace(ck["config"], n_itr=self.cfg.n_itr, distribute=self.cfg.distribute) != self.cfg:
+        # n_itr may grow on resume (train longer), the run may move to other hosts (distribute) or
+        # step its envs in another number of processes (env_workers: same results); everything else
+        # must match the saved run.
+        if dataclasses.replace(ck["config"], n_itr=self.cfg.n_itr, distribute=self.cfg.distribute,
+                               env_workers=self.cfg.env_workers) != self.cfg:
             raise ValueError(f"--resume: the flags differ from the run in {self.log_dir}:\n"
                              f"  saved {ck['config'].to_json()}\n  given {self.cfg.to_json()}")
         ex = ck["extra"]

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from maml_tf.rl.envs.base import RNG
 
@@ -107,12 +108,18 @@ def make_vector_env(
     asynchronous: bool = False,
     env_kwargs: dict[str, Any] | None = None,
     batched: bool = False,
+    workers: int = 0,
     **vector_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """A Gymnasium vector env with one sub-env per task, task i pinned in sub-env i.
 
     Sub-envs keep their task across (auto)resets. Retask later with :func:`set_tasks`.
     ``vector_kwargs`` go to ``SyncVectorEnv``/``AsyncVectorEnv`` (e.g. ``autoreset_mode``).
+    ``asynchronous=True`` runs one process per sub-env (``AsyncVectorEnv``). ``workers=W > 1``
+    runs the sub-envs in W processes, a block of ``len(tasks) / W`` each
+    (:class:`~maml_tf.rl.envs.block.ShardedVectorEnv`: SAME_STEP autoreset only, results
+    bit-identical to the ``SyncVectorEnv``; ``vector_kwargs`` may then hold ``autoreset_mode``
+    (SAME_STEP), ``context``, ``daemon`` and ``step_infos``); 0 or 1 steps them in this process.
     ``batched=True`` (point ids only) returns a :class:`PointGoalVectorEnv`, which steps all tasks
     as one numpy batch and otherwise behaves as the ``SyncVectorEnv``.
     """
@@ -120,6 +127,21 @@ def make_vector_env(
     tasks = list(tasks)
     if not tasks:
         raise ValueError("make_vector_env needs at least one task")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0 (0 or 1: in-process), got {workers!r}")
+    if workers > 1:
+        if asynchronous or batched:
+            raise ValueError(f"workers={workers} shards the sub-envs over worker processes; it cannot be combined "
+                             f"with asynchronous=True (a process per sub-env) or batched=True (in-process numpy)")
+        from maml_tf.rl.envs.block import ShardedVectorEnv
+
+        mode = vector_kwargs.pop("autoreset_mode", AutoresetMode.SAME_STEP)
+        if AutoresetMode(mode) != AutoresetMode.SAME_STEP:
+            raise ValueError(f"workers={workers}: the sharded vector env autoresets SAME_STEP only, got {mode!r}")
+        unknown = set(vector_kwargs) - {"context", "daemon", "step_infos"}
+        if unknown:
+            raise ValueError(f"workers={workers}: unsupported vector env arguments {sorted(unknown)}")
+        return ShardedVectorEnv(env_id, tasks, int(workers), env_kwargs, **vector_kwargs)
     if batched:
         if not env_id.startswith("maml_tf/PointGoal") or asynchronous or env_kwargs or vector_kwargs:
             raise ValueError(
