@@ -172,6 +172,8 @@ class Trainer:
         self.action_rng.bit_generator.state = ex["action_rng"]
         self.task_rng.set_state(ex["task_rng"])
         self.sampler._n_resets = ex["n_resets"]
+        if "env_tasks" in ex:  # plain TRPO: the rand envs' persistent goals (unpinned, as they were)
+            self.sampler.envs.set_attr("persistent_task", list(ex["env_tasks"]))
         if self.pretrain is not None:
             self.pretrain.load_state(ex["adam"])
         self.log(f"resumed from {path} at itr {self.start_itr}")
@@ -179,6 +181,8 @@ class Trainer:
     def _extra(self) -> dict:
         ex = {"best": self.best, "action_rng": self.action_rng.bit_generator.state,
               "task_rng": self.task_rng.get_state(), "n_resets": self.sampler._n_resets}
+        if self.cfg.mode == "trpo":  # unpinned envs: a rand env's goal is drawn once and kept
+            ex["env_tasks"] = list(self.sampler.envs.get_attr("task"))
         if self.pretrain is not None:
             ex["adam"] = self.pretrain.state()
         return ex

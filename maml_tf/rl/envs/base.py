@@ -134,6 +134,21 @@ class TaskEnv(gym.Env):
         self._pinned = True
         self._on_task_set()
 
+    @property
+    def persistent_task(self) -> Any:
+        """The current task; setting it restores a task *without* pinning it.
+
+        A resumed run gives its rand envs back the goals they kept (drawn once, at their first reset),
+        as an uninterrupted run would still have them; ``None`` forgets the task (drawn at next reset).
+        """
+        return self.get_task()
+
+    @persistent_task.setter
+    def persistent_task(self, value: Any) -> None:
+        self._task = None if value is None else self._validate_task(value)
+        if value is not None:
+            self._on_task_set()
+
     def get_task(self) -> Any:
         """The current task (``None`` before the first reset when none was given)."""
         return self._task.copy() if isinstance(self._task, np.ndarray) else self._task
