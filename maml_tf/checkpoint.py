@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import MamlError
+from maml_tf.files import atomic_write_text
 
 STATE_FILE = "checkpoint"
 _MODEL_RE = re.compile(r"^model(\d+)$")
@@ -67,28 +68,6 @@ def write_state(folder: str, latest: str, all_paths: list[str]) -> None:
     """TF's `checkpoint` file, written atomically."""
     lines = [f'model_checkpoint_path: "{latest}"'] + [f'all_model_checkpoint_paths: "{p}"' for p in all_paths]
     atomic_write_text(os.path.join(folder, STATE_FILE), "\n".join(lines) + "\n")
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path` (never half-written)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def list_iterations(folder: str) -> list[int]:

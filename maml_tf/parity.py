@@ -277,7 +277,7 @@ def main(argv) -> None:
         print(f"maml_tf.parity: error: {e}", file=sys.stderr)
         sys.exit(2)
     if FLAGS.json:
-        from maml_tf.checkpoint import atomic_write_text
+        from maml_tf.files import atomic_write_text
 
         atomic_write_text(FLAGS.json, json.dumps(report, indent=1, default=float) + "\n")
     sys.exit(1 if failed else 0)

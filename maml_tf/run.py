@@ -16,6 +16,7 @@ from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
 from maml_tf.experiment import assign_state, assign_weights, build, state_tensors
+from maml_tf.files import writable_problem
 from maml_tf.meta import distributed
 from maml_tf.train import evaluate, loop, streams
 
@@ -25,14 +26,9 @@ def experiment_folder(cfg: Config) -> str:
 
 
 def ensure_writable(folder: str) -> None:
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".write-test-{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise MamlError(f"--logdir: cannot write to {folder}: {e.strerror or e}") from None
+    problem = writable_problem(folder)
+    if problem:
+        raise MamlError(f"--logdir: cannot write to {folder}: {problem}")
 
 
 # Flags a resumed run may change: how long it runs and how it logs, not what it computes.
@@ -67,7 +63,7 @@ def thread_plan(cfg: Config) -> tuple[int, int]:
 
     Explicit --intra_op_threads/--inter_op_threads win. Otherwise, with --thread_pools=auto in a
     one-process run (no --distribute) on a machine without a GPU (measured in bench/README.md):
-    * nets with max-pool (MiniImagenet): one op at a time. oneDNN's max-pool kernels give
+    * nets with max-pool (MiniImagenet): one op at a time. oneDNN's kernels on that net give
       run-to-run different meta-gradients when ops run concurrently (TensorFlow's default pools
       here); one at a time they are bitwise reproducible, at about the same speed;
     * the others (sinusoid, Omniglot, whose per-task ops act on 5-20 examples): one thread per op

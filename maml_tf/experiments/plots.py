@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from maml_tf.experiments.registry import RL_ENVS, RL_METHODS
+from maml_tf.files import atomic_savefig
 
 
 def _plt():
@@ -94,7 +95,7 @@ def sinusoid_fits(records: dict[str, dict], path: str, seed: int = 3) -> bool:
             if row == 0 and col == 0:
                 ax.legend(fontsize=6, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return True
 
@@ -137,7 +138,7 @@ def sinusoid_error_vs_steps(records: dict[str, dict], path: str) -> bool:
         ax.set_ylabel("mean squared error")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return True
 
@@ -164,7 +165,7 @@ def accuracy_vs_steps(records: dict[str, dict], path: str) -> bool:
         ax.set_ylabel("test accuracy (%)")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return True
 
@@ -200,7 +201,7 @@ def rl_returns(records: dict[str, dict], path: str) -> bool:
         ax.set_ylabel("average return")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return True
 
@@ -268,7 +269,7 @@ def training_curves(records: dict[str, dict], path: str) -> bool:
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return True
 

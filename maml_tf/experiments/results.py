@@ -12,6 +12,7 @@ import ast
 import functools
 
 from maml_tf.experiments.registry import EXPERIMENTS, RL_ENVS, RL_METHODS, SINUSOID_PAPER, TABLE1, Experiment
+from maml_tf.files import atomic_write_text
 
 NOT_RUN = "not run"
 
@@ -182,8 +183,5 @@ def assemble(results_dir: str, records: dict[str, dict], quick: bool, figures: d
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{n}`: {why}" for n, why in failed.items()] + [""]
     path = os.path.join(results_dir, "README.md")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines))
     return path

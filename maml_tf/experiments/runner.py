@@ -21,6 +21,7 @@ import time
 from typing import Callable
 
 from maml_tf.experiments.registry import Command, Experiment, RL_CHECKPOINT
+from maml_tf.files import atomic_write_text, writable_problem
 
 PREPARE = {
     "omniglot": "python -m maml_tf.data.prepare_omniglot --src DIR_WITH_OMNIGLOT_ZIPS --out {data_dir}/omniglot_resized",
@@ -55,14 +56,9 @@ def missing_data(exp: Experiment, data_dir: str) -> str | None:
 
 
 def ensure_writable(folder: str, what: str) -> None:
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".write-test-{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise ExperimentError(f"{what} folder {folder} is not writable: {e.strerror or e}") from None
+    problem = writable_problem(folder)
+    if problem:
+        raise ExperimentError(f"{what} folder {folder} is not writable: {problem}")
 
 
 def hardware() -> str:
@@ -202,10 +198,7 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
 
 def write_record(results_dir: str, record: dict) -> str:
     path = os.path.join(results_dir, "runs", f"{record['name']}.json")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(record, indent=1))
     return path
 
 

@@ -119,15 +119,10 @@ def build_model(spec: NetSpec, seed: int | None = None) -> MetaModel:
             stack.append(L.ReLU(name=f"relu_{i + 1}", dtype=dt))
             if spec.max_pool:
                 stack.append(L.TaskMaxPool(name=f"pool_{i + 1}", dtype=dt))
-                size = size // 2
-            else:
-                size = (size + 1) // 2
         if spec.max_pool:
             stack.append(L.FlattenFeatures(name="flatten", dtype=dt))
-            features = size * size * spec.num_filters
         else:
             stack.append(L.SpatialMean(name="spatial_mean", dtype=dt))
-            features = spec.num_filters
         if spec.w5_init == "normal":
             w5_init = keras.initializers.RandomNormal(stddev=1.0, seed=next_seed())
         else:
@@ -135,7 +130,6 @@ def build_model(spec: NetSpec, seed: int | None = None) -> MetaModel:
         head = L.TaskDense(spec.dim_output, w5_init, kernel_name="w5", bias_name="b5", name="logits", dtype=dt)
         stack.append(head)
         names.append((head, [("model/w5", True), ("model/b5", True)]))
-        del features
     else:
         raise ValueError(f"unknown network kind {spec.kind!r}")
 

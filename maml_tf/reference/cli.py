@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from maml_tf import checkpoint as ckpt
+from maml_tf import checkpoint as ckpt, files
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
 from maml_tf.reference import golden
@@ -104,8 +104,8 @@ def dump(cfg: Config, batch_path: str, output: str, checkpoint: str | None = Non
     }
     buf = io.BytesIO()
     np.savez_compressed(buf, **out)
-    ckpt.atomic_write_bytes(npz_path, buf.getvalue())
-    ckpt.atomic_write_text(json_path, json.dumps(meta, indent=1, default=str) + "\n")
+    files.atomic_write_bytes(npz_path, buf.getvalue())
+    files.atomic_write_text(json_path, json.dumps(meta, indent=1, default=str) + "\n")
     log(f"Wrote {npz_path} ({len(out)} arrays) and {json_path}")
     return out
 
@@ -119,5 +119,5 @@ def fixture_batch(path: str, output_batch: str) -> Config:
     keep = {k: v for k, v in primary.items() if k in BATCH_KEYS or k.startswith("init__")}
     buf = io.BytesIO()
     np.savez(buf, **keep)
-    ckpt.atomic_write_bytes(output_batch, buf.getvalue())
+    files.atomic_write_bytes(output_batch, buf.getvalue())
     return fx.config()

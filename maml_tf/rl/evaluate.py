@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import time
@@ -28,6 +29,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from maml_tf.files import atomic_savefig, atomic_write_text
 from maml_tf.rl.advantages import pack, process_task
 from maml_tf.rl.envs.registration import FAMILIES, env_info, sample_tasks
 from maml_tf.rl.maml_trpo import MetaObjective, to_batch
@@ -177,19 +179,16 @@ def write_outputs(result: dict, out_dir: str) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"{result['env']}_{result['method']}")
     paths = {"json": stem + ".json", "csv": stem + ".csv", "table": stem + ".txt"}
-    tmp = paths["json"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, paths["json"])
+    atomic_write_text(paths["json"], json.dumps(result, indent=1))
     m = np.asarray(result["task_avg_returns"])
-    with open(paths["csv"], "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "goal_index", "goal", "average_return"])
-        for k in range(m.shape[0]):
-            for g in range(m.shape[1]):
-                w.writerow([k, g, json.dumps(result["goals"][g]), m[k, g]])
-    with open(paths["table"], "w") as f:
-        f.write(format_table(result) + "\n")
+    rows = io.StringIO(newline="")
+    w = csv.writer(rows)
+    w.writerow(["step", "goal_index", "goal", "average_return"])
+    for k in range(m.shape[0]):
+        for g in range(m.shape[1]):
+            w.writerow([k, g, json.dumps(result["goals"][g]), m[k, g]])
+    atomic_write_text(paths["csv"], rows.getvalue())
+    atomic_write_text(paths["table"], format_table(result) + "\n")
     png = plot(result["env"], out_dir)
     if png:
         paths["png"] = png
@@ -227,7 +226,7 @@ def plot(env: str, out_dir: str) -> str | None:
     ax.legend(fontsize=6)
     fig.tight_layout()
     out = os.path.join(out_dir, f"{env}.png")
-    fig.savefig(out, dpi=120)
+    atomic_savefig(fig, out, dpi=120)
     plt.close(fig)
     return out
 

@@ -23,6 +23,7 @@ import zlib
 from absl import app, flags
 
 from maml_tf.errors import MamlError
+from maml_tf.files import atomic_write_text
 from maml_tf.rl.config import ALGOS, MAML_PRESETS, preset
 
 FLAGS = flags.FLAGS
@@ -90,8 +91,7 @@ def _train() -> None:
     summary = trainer.train()
     summary["last"] = {k: (float(v) if hasattr(v, "__float__") else v) for k, v in summary["last"].items()}
     if trainer.is_chief:
-        with open(os.path.join(FLAGS.run_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        atomic_write_text(os.path.join(FLAGS.run_dir, "summary.json"), json.dumps(summary, indent=1))
     if trainer.workers is not None:  # lets a launcher check that all workers hold the same parameters
         w = trainer.workers
         print(f"worker {w.index} (tasks {w.task_bounds[0]}-{w.task_bounds[1] - 1}): final parameters crc32 "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import pickle
@@ -31,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import MamlError
+from maml_tf.files import atomic_write_bytes, atomic_write_text
 from maml_tf.rl import distributed
 from maml_tf.rl.advantages import average_return, pack, process_task
 from maml_tf.rl.config import RLConfig
@@ -56,11 +58,11 @@ def build_policy(cfg: RLConfig, seed: int | None = None) -> MLPPolicy:
 def save_checkpoint(path: str, theta: np.ndarray, policy: MLPPolicy, cfg: RLConfig, itr: int,
                     extra: dict | None = None) -> None:
     """Atomic write: a partially written file can never replace a good checkpoint."""
-    tmp = f"{path}.tmp{os.getpid()}.npz"
     blob = np.frombuffer(pickle.dumps(extra or {}), dtype=np.uint8)
-    np.savez(tmp, theta=theta, itr=np.int64(itr), policy=json.dumps(policy.describe()),
+    buf = io.BytesIO()
+    np.savez(buf, theta=theta, itr=np.int64(itr), policy=json.dumps(policy.describe()),
              config=cfg.to_json(), extra=blob)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: str) -> dict:
@@ -127,8 +129,7 @@ class Trainer:
         elif not resume and found:
             raise FileExistsError(f"{log_dir} already holds a run; pass --resume or use a new --run_dir")
         if self.is_chief:
-            with open(os.path.join(log_dir, "config.json"), "w") as f:
-                f.write(cfg.to_json())
+            atomic_write_text(os.path.join(log_dir, "config.json"), cfg.to_json())
             self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "tb"))
         else:
             self.writer = None
@@ -295,10 +296,11 @@ class Trainer:
             with open(csv_path) as f:
                 rows = [r for r in csv.DictReader(f) if int(r["itr"]) < self.start_itr]
         if self.is_chief:
-            with open(csv_path, "w", newline="") as f:
-                w = csv.DictWriter(f, CSV_FIELDS)
-                w.writeheader()
-                w.writerows(rows)
+            kept = io.StringIO(newline="")  # the rows before the resumed iteration, replaced in one rename
+            w = csv.DictWriter(kept, CSV_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(csv_path, kept.getvalue())
         t_run = time.perf_counter()
         last = {}
         for itr in range(self.start_itr, cfg.n_itr):

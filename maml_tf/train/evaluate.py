@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from maml_tf import checkpoint as ckpt
+from maml_tf import files
 from maml_tf.config import Config
 from maml_tf.meta.step import MetaLearner
 
@@ -49,10 +49,10 @@ def write_results(cfg: Config, folder: str, values: np.ndarray, extra: dict) -> 
     stem = f"{folder}/test_ubs{cfg.update_batch_size}_stepsize{float(cfg.update_lr)}"
     header = ",".join(f"update{i}" for i in range(values.shape[1]))
     lines = [header] + [",".join(repr(float(x)) for x in stats[k]) for k in ("means", "stds", "ci95")]
-    ckpt.atomic_write_text(stem + ".csv", "\n".join(lines) + "\n")
-    ckpt.atomic_write_bytes(stem + ".pkl", pickle.dumps({"mses": values}))
+    files.atomic_write_text(stem + ".csv", "\n".join(lines) + "\n")
+    files.atomic_write_bytes(stem + ".pkl", pickle.dumps({"mses": values}))
     record = {"metric": "accuracy" if cfg.classification else "mse", "num_tasks": int(len(values)),
               **stats, "config": cfg.to_dict(), "exp_string": cfg.exp_string,
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
-    ckpt.atomic_write_text(stem + ".json", json.dumps(record, indent=1) + "\n")
+    files.atomic_write_text(stem + ".json", json.dumps(record, indent=1) + "\n")
     return {"csv": stem + ".csv", "pkl": stem + ".pkl", "json": stem + ".json"}
