@@ -122,6 +122,9 @@ class Config:
             bad("thread_pools", f"expected one of {', '.join(THREAD_POOLS)}")
         if self.distribute not in DISTRIBUTE:
             bad("distribute", f"expected one of {', '.join(DISTRIBUTE)}")
+        if self.jit_compile and self.distribute != "none":
+            bad("jit_compile", "is not available with --distribute: the replicas' step runs uncompiled "
+                "(and on a CPU XLA was slower, bench/README.md); drop one of the two flags")
         if self.norm_variant not in ("exact", "tf2"):
             bad("norm_variant", "expected 'exact' or 'tf2'")
         if self.datasource == "miniimagenet" and not self.conv:

@@ -43,6 +43,7 @@ def test_derived_values_follow_main_py():
     (dict(metatrain_iterations=-1), "--metatrain_iterations=-1: must be >= 0"),
     (dict(test_iter=0), "--test_iter=0"),
     (dict(datasource="miniimagenet"), "--max_pool=False"),
+    (dict(jit_compile=True, distribute="mirrored"), "--jit_compile=True: is not available with --distribute"),
 ])
 def test_bad_flags_name_the_flag(flags, message):
     with pytest.raises(MamlError, match=None) as e:
