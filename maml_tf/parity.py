@@ -263,6 +263,11 @@ def main(argv) -> None:
     unknown = set(which) - {"primary", "firstorder", "normvariants", "float64"}
     if unknown:
         raise app.UsageError(f"--files: unknown {sorted(unknown)}")
+    import tensorflow as tf
+
+    # Each fixture variant builds its own learner (a new tf.function each): TF's "retracing" warning
+    # describes that design, not a problem, so it is hidden here.
+    tf.get_logger().setLevel("ERROR")
     failed = 0
     report = []
     try:
