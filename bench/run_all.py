@@ -4,7 +4,8 @@
     scripts/venv.sh python bench/run_all.py --quick     # shorter runs (fewer repeats, small RL batches)
     scripts/venv.sh python bench/run_all.py --json all.json
 
-The supervised suite (bench_supervised.py) reports structured rows; bench_data.py, bench_envs.py and bench_rl.py
+The supervised suite (bench_supervised.py) reports structured rows; bench_ops.py (kernel time by op type),
+bench_data.py, bench_envs.py and bench_rl.py
 print their own tables, which are passed through (and stored as text lines under --json). Each
 suite runs in its own process, one after the other, so they do not compete for the cores.
 """
@@ -38,9 +39,9 @@ def _tf_noise(line: str) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller RL batches")
-    ap.add_argument("--only", default="supervised,data,envs,rl",
-                    help="comma-separated suites: supervised, data, envs, rl")
-    ap.add_argument("--workloads", default=None, help="supervised workloads (default: all five)")
+    ap.add_argument("--only", default="supervised,ops,data,envs,rl",
+                    help="comma-separated suites: supervised, ops, data, envs, rl")
+    ap.add_argument("--workloads", default=None, help="supervised workloads, for the supervised and ops suites (default: all five)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per suite")
     ap.add_argument("--json", default=None, help="write every result to this file")
     args = ap.parse_args(argv)
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
             print(text)
             status = 1
         report["supervised"] = rows
-    for name, script, quick in (("data", "bench_data.py", ["--seconds", "2"]),
+    for name, script, quick in (("ops", "bench_ops.py", ["--steps", "1", "--top", "6"]),
+                                ("data", "bench_data.py", ["--seconds", "2"]),
                                 ("envs", "bench_envs.py", ["--steps", "1000", "--vector-steps", "100"]),
                                 ("rl", "bench_rl.py", ["--quick"])):
         if name not in suites:
@@ -73,7 +75,9 @@ def main(argv=None) -> int:
         if not os.path.exists(path):
             print(f"== {name}: {script} not found, skipped ==")
             continue
-        rc, text = _run([sys.executable, path] + (quick if args.quick else []), args.timeout)
+        cmd = [sys.executable, path] + (quick if args.quick else [])
+        cmd += ["--workloads", args.workloads] if args.workloads and name == "ops" else []
+        rc, text = _run(cmd, args.timeout)
         print(f"== {name} ({script}) ==")
         print(text)
         report[name] = {"returncode": rc, "lines": text.splitlines()}

@@ -30,3 +30,45 @@ def test_bench_data_runs_and_reports(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["stream_batches_per_s"] > 0 and row["step_fed_by_stream_its_per_s"] > 0
     assert row["fed_over_fixed"] == row["step_fed_by_stream_its_per_s"] / row["step_fixed_batch_its_per_s"]
+
+
+def _bench_ops():
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    import bench_ops
+    return bench_ops
+
+
+def test_bench_ops_attributes_self_time_by_op_type():
+    """Kernels nested in the executor's Process events, a ParallelFor inside a kernel, a second thread."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    ops = _bench_ops()
+    space = xplane_pb2.XSpace()
+    plane = space.planes.add(name="/host:CPU")
+    names = {1: "ExecutorState::Process", 2: "model/conv1/Conv2D:_MklNativeConv2D", 3: "ParallelFor",
+             4: "model/mul:Mul", 5: "ExecutorDoneCallback"}
+    for i, n in names.items():
+        plane.event_metadata[i].id, plane.event_metadata[i].name = i, n
+    line = plane.lines.add(name="tf_Compute/1")
+    for mid, start, dur in [(1, 0, 100), (2, 10, 50), (3, 20, 10), (4, 70, 20), (5, 120, 5)]:
+        line.events.add(metadata_id=mid, offset_ps=start, duration_ps=dur)
+    other = plane.lines.add(name="tf_Compute/2")
+    other.events.add(metadata_id=2, offset_ps=0, duration_ps=40)
+    plane.lines.add(name="python").events.add(metadata_id=4, offset_ps=0, duration_ps=1000)  # not a compute thread
+    seconds, counts, threads = ops.kernel_seconds(space.SerializeToString())
+    assert threads == 2
+    assert {k: round(v * 1e12) for k, v in seconds.items()} == {"Conv2D": 90, "Mul": 20, ops.EXECUTOR: 30}
+    assert counts == {"Conv2D": 2, "Mul": 1, ops.EXECUTOR: 1}
+
+
+def test_bench_ops_runs_and_reports(tmp_path):
+    out = tmp_path / "ops.json"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_ops.py"), "--workloads", "sinusoid",
+                           "--steps", "2", "--no_matmul", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())
+    kinds = {o["op"]: o for o in row["ops"]}
+    assert "BatchMatMulV2" in kinds and kinds["BatchMatMulV2"]["calls_per_step"] > 0  # the FC net's layers
+    assert abs(sum(o["share"] for o in row["ops"]) - 1) < 1e-6
+    assert row["compute_threads"] >= 1 and 0 < row["kernel_busy_fraction"]
+    assert "compute threads busy" in proc.stdout
