@@ -51,9 +51,9 @@ def kernel_seconds(xspace_bytes: bytes) -> tuple[dict[str, float], dict[str, int
     """(seconds, count) per op type on TF's compute threads, and the number of those threads.
 
     Kernel events ("name:Type") count their self time (nested kernel events, e.g. inside a called
-    function, are counted on their own); the executor's "ExecutorState::Process" events count what is left of them
-    after the kernels they wrap, under EXECUTOR. Other nested events (ParallelFor inside a kernel)
-    stay part of their kernel.
+    function, are counted on their own); the executor's "ExecutorState::Process" events count what
+    is left of them after the kernels they wrap, under EXECUTOR. Other nested events (ParallelFor
+    inside a kernel) stay part of their kernel.
     """
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
@@ -62,6 +62,12 @@ def kernel_seconds(xspace_bytes: bytes) -> tuple[dict[str, float], dict[str, int
     seconds: dict[str, float] = collections.defaultdict(float)
     counts: dict[str, int] = collections.defaultdict(int)
     threads = 0
+
+    def close(node):  # an event whose end has passed: add its self time
+        if node[1] is not None:
+            seconds[node[1]] += (node[2] - node[3]) * 1e-12
+            counts[node[1]] += 1
+
     for plane in space.planes:
         if not plane.name.startswith("/host:CPU"):
             continue
@@ -69,13 +75,7 @@ def kernel_seconds(xspace_bytes: bytes) -> tuple[dict[str, float], dict[str, int
             if not line.name.startswith("tf_Compute"):  # executor threads run the kernels
                 continue
             threads += 1
-            stack: list[list] = []  # [end_ps, kind or None, duration_ps, counted child ps]
-
-            def close(node):
-                if node[1] is not None:
-                    seconds[node[1]] += (node[2] - node[3]) * 1e-12
-                    counts[node[1]] += 1
-
+            stack: list[list] = []  # open events: [end_ps, kind or None, duration_ps, counted child ps]
             for ev in sorted(line.events, key=lambda e: (e.offset_ps, -e.duration_ps)):
                 while stack and stack[-1][0] <= ev.offset_ps:
                     close(stack.pop())
@@ -145,9 +145,10 @@ def run_child(args) -> dict:
     }
 
 
-def format_report(r: dict, top: int, matmul: float | None) -> str:
+def format_report(r: dict, top: int) -> str:
     if "error" in r:
         return f"{r['workload']}: error: {r['error']}"
+    matmul = r.get("matmul_gflops")
     conv = f"{r['conv_gflops']:.0f} GFLOP/s" if r["conv_gflops"] else "?"
     if r["conv_gflops"] and matmul:
         conv += f" ({r['conv_gflops'] / matmul:.2f} of a {matmul:.0f} GFLOP/s matmul)"
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
             r = {"workload": name, "error": f"timed out after {args.timeout:.0f} s"}
         r["matmul_gflops"] = matmul / 1e9 if matmul else None
         results.append(r)
-        print(format_report(r, args.top, r["matmul_gflops"]), flush=True)
+        print(format_report(r, args.top), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -4,6 +4,7 @@ TensorFlow-free on purpose: the experiment runner (a subprocess orchestrator) us
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 
@@ -53,7 +54,6 @@ def writable_problem(folder: str) -> str | None:
 
 def atomic_savefig(fig, path: str, **savefig_args) -> None:
     """matplotlib's `fig.savefig(path)`, rendered in memory and written atomically (format from the extension)."""
-    import io
     buf = io.BytesIO()
     fig.savefig(buf, format=os.path.splitext(path)[1][1:] or "png", **savefig_args)
     atomic_write_bytes(path, buf.getvalue())
