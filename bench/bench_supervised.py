@@ -1,7 +1,7 @@
 """Supervised MAML meta-iterations/s on the paper configurations, against the original code's figures.
 
     scripts/venv.sh python bench/bench_supervised.py                 # all five workloads, defaults
-    scripts/venv.sh python bench/bench_supervised.py --workloads omniglot5 --conv_impl grouped --jit
+    scripts/venv.sh python bench/bench_supervised.py --workloads omniglot5 --jit
     scripts/venv.sh python bench/bench_supervised.py --json out.json
 
 Each workload runs in its own child process, so that its peak memory (ru_maxrss) is its own and
@@ -138,9 +138,7 @@ def run_child(args) -> dict:
     import numpy as np
 
     from maml_tf.experiment import build
-    from maml_tf.models import layers
 
-    layers.CONV_IMPL["per_task"] = args.conv_impl
     rss_before = peak_memory_mb(tf)[0]
     learner = build(cfg)
     batch = tuple(tf.constant(b) for b in synthetic_batch(cfg, np.random.default_rng(0)))
@@ -174,7 +172,7 @@ def run_child(args) -> dict:
     med = statistics.median(rates)
     return {
         "workload": args.workloads, "description": wl.description, "mode": args.mode,
-        "conv_impl": args.conv_impl, "jit_compile": args.jit,
+        "jit_compile": args.jit,
         "intra_op": args.intra_op, "inter_op": args.inter_op,
         "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
         "its_per_s_median": med, "its_per_s_min": min(rates), "its_per_s_max": max(rates),
@@ -207,7 +205,7 @@ def _block(out):
 # --- parent: one child per workload, a table ----------------------------------------------------
 def child_command(args, workload: str) -> list[str]:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--workloads", workload,
-           "--conv_impl", args.conv_impl, "--mode", args.mode, "--repeats", str(args.repeats),
+           "--mode", args.mode, "--repeats", str(args.repeats),
            "--warmup", str(args.warmup), "--seconds", str(args.seconds),
            "--intra_op", str(args.intra_op), "--inter_op", str(args.inter_op), "--thread_pools", args.thread_pools]
     cmd += ["--jit"] if args.jit else []
@@ -244,7 +242,7 @@ def run(args) -> list[dict]:
     return results
 
 
-HEADER = (f"{'workload':<14} {'impl':<8} {'pools':<5} {'jit':<3} {'it/s med':>9} {'[min-max]':>17} {'orig':>6} {'ratio':>6} "
+HEADER = (f"{'workload':<14} {'pools':<5} {'jit':<3} {'it/s med':>9} {'[min-max]':>17} {'orig':>6} {'ratio':>6} "
           f"{'adj.':>6} {'GFLOP/it':>8} {'hw frac':>7} {'peak MB':>8}")
 
 
@@ -253,10 +251,9 @@ def format_row(r: dict) -> str:
         return f"{r['workload']:<14} ERROR {r['error']}"
     flop = f"{r['gflop_per_it']:.2f}" if r.get("gflop_per_it") else "?"
     frac = f"{r['fraction_of_hardware']:.2f}" if r.get("fraction_of_hardware") else "?"
-    impl = r["conv_impl"]
     adj = f"{r['ratio_load_adjusted']:.2f}x" if r.get("ratio_load_adjusted") else "?"
     pools = "/".join(str(r.get(k) or "tf") for k in ("intra_op", "inter_op"))
-    return (f"{r['workload']:<14} {impl:<8} {pools:<5} {'on' if r['jit_compile'] else 'off':<3} {r['its_per_s_median']:>9.3g} "
+    return (f"{r['workload']:<14} {pools:<5} {'on' if r['jit_compile'] else 'off':<3} {r['its_per_s_median']:>9.3g} "
             f"{'[' + format(r['its_per_s_min'], '.3g') + '-' + format(r['its_per_s_max'], '.3g') + ']':>17} "
             f"{r['original_its_per_s']:>6.3g} {r['ratio_to_original']:>5.2f}x {adj:>6} {flop:>8} {frac:>7} "
             f"{r['peak_memory_mb']:>8.0f}")
@@ -265,8 +262,6 @@ def format_row(r: dict) -> str:
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: " + ", ".join(WORKLOADS))
-    p.add_argument("--conv_impl", default=None, choices=["loop", "grouped"],
-                   help="per-task convolution (default: maml_tf.models.layers.CONV_IMPL's)")
     p.add_argument("--jit", action="store_true", default=None, help="XLA-compile the step (jit_compile=True)")
     p.add_argument("--nojit", dest="jit", action="store_false", help="no XLA (the default)")
     p.add_argument("--mode", default="train", choices=["train", "forward"],
@@ -285,14 +280,11 @@ def parse(argv=None):
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--matmul_child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.conv_impl is None or args.jit is None:
+    if args.jit is None:
         sys.path.insert(0, ROOT)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from maml_tf.models import layers
-        args.conv_impl = args.conv_impl or layers.CONV_IMPL["per_task"]
-        if args.jit is None:
-            from maml_tf.config import Config
-            args.jit = Config().jit_compile
+        from maml_tf.config import Config
+        args.jit = Config().jit_compile
     return args
 
 

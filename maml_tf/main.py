@@ -10,9 +10,7 @@
 """
 from __future__ import annotations
 
-import os
 import sys
-import time
 
 from absl import app, flags
 

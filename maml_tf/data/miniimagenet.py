@@ -18,7 +18,7 @@ PREPARE_COMMAND = ("python -m maml_tf.data.prepare_miniimagenet --src DIR_WITH_I
                    f"--out {DEFAULT_DATA_DIR}")
 
 FORMAT = ImageFormat(name="miniimagenet", height=84, width=84, channels=3, extension=".jpg", decoder="jpeg",
-                     invert=False, rotate=False, prepare_command=PREPARE_COMMAND)
+                     invert=False, rotate=False)
 
 
 def class_folders(data_dir: pathlib.Path, split: str) -> list[pathlib.Path]:

@@ -32,7 +32,7 @@ REFERENCE_NUM_VAL = 100
 SPLIT_SEED = 1
 
 FORMAT = ImageFormat(name="omniglot", height=28, width=28, channels=1, extension=".png", decoder="png",
-                     invert=True, rotate=True, prepare_command=PREPARE_COMMAND)
+                     invert=True, rotate=True)
 
 
 def split_sizes(num_characters: int) -> tuple[int, int, int]:

@@ -47,7 +47,6 @@ class ImageFormat:
     decoder: str            # "png" / "jpeg" (see images.decode_images)
     invert: bool            # pixel -> 1 - x/255 instead of x/255
     rotate: bool            # a random multiple of 90 degrees per sampled class and task
-    prepare_command: str    # told to the user when the data folder is missing
 
     @property
     def dim_input(self) -> int:

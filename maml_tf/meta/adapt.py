@@ -157,5 +157,3 @@ def totals(result: dict[str, tf.Tensor], meta_batch_size) -> dict[str, tf.Tensor
         out["total_accuracies2"] = tf.reduce_sum(result["accuraciesb"], axis=1) / mb
     return out
 
-
-LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]

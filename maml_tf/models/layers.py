@@ -12,13 +12,6 @@ import tensorflow as tf
 
 from maml_tf.models.fast_weights import read
 
-# How per-task convolutions are computed: "loop" (one conv per task, unrolled in the graph) or
-# "grouped" (one grouped conv, tasks as channel groups). "grouped" is faster where its gradient
-# kernels support groups, but TF's CPU Conv2DBackpropFilter rejects grouped filters with more than
-# one input channel per group, so "loop" is the default; bench/ measures both.
-CONV_IMPL = {"per_task": "loop"}
-
-
 def _per_task(w: tf.Tensor, base_rank: int) -> bool:
     return w.shape.rank == base_rank + 1
 
@@ -73,18 +66,14 @@ class TaskConv2D(keras.layers.Layer):
         if not _per_task(k, 4):
             y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
             y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
-        elif CONV_IMPL["per_task"] == "loop" and x.shape[0] is not None:
+        else:
+            # Per-task kernels: one conv per task, unrolled in the graph (the task count is static
+            # wherever fast weights reach a conv: the meta-step and the test protocol trace per shape).
+            if x.shape[0] is None:
+                raise ValueError("TaskConv2D with per-task kernels needs a static task count (axis 0 of the input)")
             # unstack, not x[i]: the gradient of T slices is T full-size StridedSliceGrads summed
             # (O(T^2) memory traffic); the gradient of one Unpack is one Pack.
             y = tf.stack([tf.nn.conv2d(xi, ki, s, "SAME") for xi, ki in zip(tf.unstack(x), tf.unstack(k))])
-        else:
-            # Tasks become channel groups: [T,B,H,W,C] -> [B,H,W,T*C], [T,3,3,C,F] -> [3,3,C,T*F].
-            xg = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), tf.stack([n, h, w, t * c]))
-            kg = tf.reshape(tf.transpose(k, [1, 2, 3, 0, 4]), tf.stack([3, 3, c, t * self.filters]))
-            y = tf.nn.conv2d(xg, kg, s, "SAME")
-            ys = tf.shape(y)
-            y = tf.reshape(y, tf.stack([n, ys[1], ys[2], t, self.filters]))
-            y = tf.transpose(y, [3, 0, 1, 2, 4])
         if _per_task(b, 1):
             b = tf.reshape(b, [-1, 1, 1, 1, self.filters])
         return y + b

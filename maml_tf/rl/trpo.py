@@ -81,8 +81,7 @@ def trpo_step(theta: Vec, loss_before: float, grad: Vec, hvp: Callable[[Vec], Ve
               loss_and_kl: Callable[[Vec], tuple[float, float]], max_kl: float,
               cg_iters: int = REFERENCE_CG_ITERS, reg_coeff: float = REFERENCE_REG_COEFF,
               backtrack_ratio: float = REFERENCE_BACKTRACK_RATIO,
-              max_backtracks: int = REFERENCE_MAX_BACKTRACKS,
-              accept_violation: bool = False) -> TRPOResult:
+              max_backtracks: int = REFERENCE_MAX_BACKTRACKS) -> TRPOResult:
     """One constrained step: CG on the damped HVP, scale to the KL bound, backtrack.
 
     Accept rule (reference): the first k with loss < loss_before and kl <= max_kl; afterwards, if
@@ -110,6 +109,6 @@ def trpo_step(theta: Vec, loss_before: float, grad: Vec, hvp: Callable[[Vec], Ve
         if loss < loss_before and kl <= max_kl:
             break
     rejected = (np.isnan(loss) or np.isnan(kl) or loss >= loss_before or kl >= max_kl)
-    if rejected and not accept_violation:
+    if rejected:
         return TRPOResult(theta, False, float(loss_before), float(loss), float(kl), k, float(step_size))
     return TRPOResult(cand, True, float(loss_before), float(loss), float(kl), k, float(step_size))
