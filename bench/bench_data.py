@@ -78,7 +78,7 @@ def run_child(name: str, seconds: float) -> dict:
         pools = set_threads(cfg)
         import tensorflow as tf
 
-        from maml_tf.experiment import build
+        from maml_tf.learner import build
         from maml_tf.train import streams
 
         stream = streams.training_stream(cfg)

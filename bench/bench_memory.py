@@ -64,7 +64,7 @@ def run_child(args) -> dict:
 
     from bench_supervised import synthetic_batch
     from maml_tf.config import Config
-    from maml_tf.experiment import build
+    from maml_tf.learner import build
 
     cfg = Config(**json.loads(args.flags), recompute_inner=args.recompute)
     learner = build(cfg)

@@ -98,7 +98,7 @@ def run_child(args) -> dict:
     import numpy as np
 
     from maml_tf.config import Config
-    from maml_tf.experiment import build
+    from maml_tf.learner import build
 
     wl = bs.WORKLOADS[args.workloads]
     cfg = Config(**wl.flags)

@@ -137,7 +137,7 @@ def run_child(args) -> dict:
     tf = _configure_tf(args, cfg)
     import numpy as np
 
-    from maml_tf.experiment import build
+    from maml_tf.learner import build
 
     rss_before = peak_memory_mb(tf)[0]
     learner = build(cfg)

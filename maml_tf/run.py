@@ -15,10 +15,10 @@ import numpy as np
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
-from maml_tf.experiment import assign_state, assign_weights, build, state_tensors
+from maml_tf.learner import assign_state, assign_weights, build, state_tensors
 from maml_tf.files import writable_problem
 from maml_tf.meta import distributed
-from maml_tf.train import evaluate, loop, streams
+from maml_tf.train import loop, streams, test_protocol
 
 
 def experiment_folder(cfg: Config) -> str:
@@ -204,8 +204,8 @@ def test(cfg: Config, weights_from=None, log=print) -> dict:
     log(f"Testing {source} on {cfg.num_test_tasks} tasks, K={cfg.update_batch_size}, alpha={cfg.update_lr}, "
         f"{cfg.test_num_updates} steps")
     t0 = time.time()
-    values = evaluate.run_test(cfg, learner, streams.test_stream(cfg, cfg.test_chunk), log=log)
-    stats = evaluate.summarize(values)
+    values = test_protocol.run_test(cfg, learner, streams.test_stream(cfg, cfg.test_chunk), log=log)
+    stats = test_protocol.summarize(values)
     log("Mean validation accuracy/loss, stddev, and confidence intervals")
     log((np.array(stats["means"]), np.array(stats["stds"]), np.array(stats["ci95"])))
     what = "accuracy" if cfg.classification else "MSE"
@@ -213,6 +213,6 @@ def test(cfg: Config, weights_from=None, log=print) -> dict:
     log(f"{what} over {len(values)} tasks (mean +/- 95% CI): pre-update {m[0]:.4g} +/- {c[0]:.2g}; "
         + "; ".join(f"after {j} step{'s' if j > 1 else ''} {m[j]:.4g} +/- {c[j]:.2g}"
                     for j in sorted({1, min(5, len(m) - 1), len(m) - 1}) if j >= 1))
-    paths = evaluate.write_results(cfg, folder, values, {"checkpoint_iteration": itr, "wall_s": time.time() - t0})
+    paths = test_protocol.write_results(cfg, folder, values, {"checkpoint_iteration": itr, "wall_s": time.time() - t0})
     log(f"Results written to {paths['csv']} and {paths['json']}")
     return {**stats, **paths}

@@ -34,7 +34,7 @@ def _batches(cfg, steps=STEPS):
 
 
 def _single_replica():
-    from maml_tf.experiment import build
+    from maml_tf.learner import build
     cfg = _config()
     learner = build(cfg, dtype="float64")
     losses = [float(learner.meta_train_step(b)["total_losses2"][cfg.num_updates - 1]) for b in _batches(cfg)]
@@ -113,7 +113,7 @@ def test_multi_worker_two_processes_equals_single_replica(tmp_path, single):
 
 
 def _initial_weights():
-    from maml_tf.experiment import build
+    from maml_tf.learner import build
     return [v.numpy() for v in build(_config(), dtype="float64").variables]
 
 

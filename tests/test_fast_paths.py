@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.config import Config
-from maml_tf.experiment import build
+from maml_tf.learner import build
 from maml_tf.meta.adam import TF1Adam
 
 

@@ -67,7 +67,7 @@ def test_more_classes_than_the_split_has(data_dir, tmp_path):
 
 def test_training_does_not_retrace_between_iterations(data_dir, tmp_path):
     """Every iteration feeds new batches; the compiled steps are traced once per signature only."""
-    from maml_tf.experiment import build
+    from maml_tf.learner import build
     from maml_tf.train import loop, streams
 
     cfg = Config.from_dict(dict(datasource="omniglot", data_dir=str(data_dir), logdir=str(tmp_path),

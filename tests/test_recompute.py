@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from maml_tf import parity
 from maml_tf.config import Config
-from maml_tf.experiment import inner_loop
+from maml_tf.learner import inner_loop
 from maml_tf.meta import adapt
 from maml_tf.meta.adapt import InnerLoop
 from maml_tf.meta.step import MetaConfig, MetaLearner

@@ -15,7 +15,7 @@ import tensorflow as tf
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
-from maml_tf.experiment import build, state_tensors, weight_tensors
+from maml_tf.learner import build, state_tensors, weight_tensors
 from maml_tf.reference import checkpoints, cli
 from maml_tf.reference.golden import key
 

@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     from maml_tf.config import Config
-    from maml_tf.experiment import build
+    from maml_tf.learner import build
     from maml_tf.run import set_threads
 
     nets = {  # config, pixels per image, query images per task, repeats

@@ -47,7 +47,7 @@ def sinusoid_predictions(flags: dict, k: int, seed: int, grid: np.ndarray, steps
 
     from maml_tf import checkpoint as ckpt
     from maml_tf.config import Config
-    from maml_tf.experiment import assign_weights, build
+    from maml_tf.learner import assign_weights, build
     from maml_tf.meta.adapt import adapt_and_evaluate, forward
 
     cfg = Config.from_dict({**flags, "train": False, "update_batch_size": k,

@@ -132,7 +132,7 @@ def _noise(line: str) -> bool:
 
 
 def supervised_result(cmd: Command) -> dict:
-    """The test protocol's json (maml_tf.train.evaluate.write_results) of one test command."""
+    """The test protocol's json (maml_tf.train.test_protocol.write_results) of one test command."""
     from maml_tf.config import Config
 
     cfg = Config.from_dict({**cmd.flags, "train": False})

@@ -110,7 +110,7 @@ class DistributedMetaLearner:
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, cfg: Config, dtype: str = "float32"):
-        from maml_tf.experiment import build  # late: experiment imports this package's step module
+        from maml_tf.learner import build  # late: experiment imports this package's step module
 
         self.strategy = strategy
         self.global_meta_batch = cfg.meta_batch_size

@@ -22,7 +22,7 @@ import tensorflow as tf
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
-from maml_tf.experiment import assign_state, build, weight_tensors
+from maml_tf.learner import assign_state, build, weight_tensors
 
 IMPORTED_FROM = "maml_tf/imported_from"
 _ITR_RE = re.compile(r"^model(\d+)$")
@@ -77,7 +77,7 @@ def import_reference(cfg: Config, source: str, itr: int | None = None, overwrite
         raise MamlError(f"{dest} already exists; pass --overwrite to replace it")
     out: dict[str, object] = dict(weight_tensors(learner))
     if restored_adam:
-        from maml_tf.experiment import state_tensors
+        from maml_tf.learner import state_tensors
         out = dict(state_tensors(learner))
     out[IMPORTED_FROM] = os.path.abspath(source)
     ckpt.save(dest, out)

@@ -74,7 +74,7 @@ def dump(cfg: Config, batch_path: str, output: str, checkpoint: str | None = Non
         raise MamlError(f"{npz_path} already exists; pass --overwrite to replace it")
     arrays = read_batch(batch_path)
     check_batch(cfg, arrays, batch_path)
-    from maml_tf.experiment import build  # the names of this network's variables
+    from maml_tf.learner import build  # the names of this network's variables
     names = build(cfg).model.reference_names
     init, source = initial_weights(names, arrays, checkpoint, batch_path)
     batch = tuple(arrays[k] for k in BATCH_KEYS)

@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 
 from maml_tf.config import Config
-from maml_tf.experiment import assign_weights, build
+from maml_tf.learner import assign_weights, build
 from maml_tf.reference.golden import key
 
 FORWARD_KEYS = ("outputas", "outputbs", "lossesa", "lossesb", "total_loss1", "total_losses2",

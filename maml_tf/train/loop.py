@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
-from maml_tf.experiment import state_tensors
+from maml_tf.learner import state_tensors
 from maml_tf.meta.step import MetaLearner
 from maml_tf.train.progress import Progress
 

@@ -1,4 +1,9 @@
-"""Config -> model and meta-learner, and their state under the reference's TF1 names."""
+"""The learner of a Config: its network and `MetaLearner`, and their state under the reference's TF1 names.
+
+What every driver needs from a Config (training, test protocol, export, the reference toolkit, benches):
+`build` assembles the model and meta-learner; `state_tensors` / `assign_state` read and write the
+weights and both Adams by reference variable name, for checkpoints in either direction.
+"""
 from __future__ import annotations
 
 from typing import Mapping
