@@ -17,7 +17,8 @@ from maml_tf.config import Config
 from maml_tf.errors import MamlError
 from maml_tf.learner import assign_state, assign_weights, build, state_tensors
 from maml_tf.files import writable_problem
-from maml_tf.meta import distributed
+from maml_tf import strategy as distribute
+from maml_tf.meta.distributed import DistributedMetaLearner
 from maml_tf.train import loop, streams, test_protocol
 
 
@@ -117,10 +118,10 @@ def run(cfg: Config, log=print) -> dict:
         log(f"TensorFlow threads: intra-op {intra or 'default'}, inter-op {inter or 'default'}"
             f"{'' if cfg.intra_op_threads or cfg.inter_op_threads else ' (--thread_pools=auto)'}")
     # The strategy first: a multi-worker strategy must precede every other TensorFlow op.
-    strategy = None if cfg.distribute == "none" else distributed.flag_strategy(cfg.distribute)
-    chief = strategy is None or distributed.is_chief(strategy)
+    strategy = None if cfg.distribute == "none" else distribute.flag_strategy(cfg.distribute)
+    chief = strategy is None or distribute.is_chief(strategy)
     if strategy is not None and cfg.train:  # an uneven split is refused before anything is written
-        distributed.shard_bounds(cfg.meta_batch_size, strategy.num_replicas_in_sync, 0)
+        distribute.shard_bounds(cfg.meta_batch_size, strategy.num_replicas_in_sync, 0)
     streams.check_classes(cfg)
     folder = experiment_folder(cfg)
     if cfg.train:
@@ -130,7 +131,8 @@ def run(cfg: Config, log=print) -> dict:
         if strategy is None:
             learner = build(cfg)
         else:
-            trainer = distributed.DistributedMetaLearner(strategy, cfg)
+            # The learner is built inside the strategy's scope; its totals divide by the global meta-batch.
+            trainer = DistributedMetaLearner(strategy, lambda: build(cfg))
             learner = trainer.learner
             log(f"--distribute={cfg.distribute}: {strategy.num_replicas_in_sync} replicas, "
                 f"{cfg.meta_batch_size // strategy.num_replicas_in_sync} tasks each"
@@ -175,7 +177,7 @@ def check_workers_agree(strategy, cfg: Config, learner, start: int, stream) -> N
     state = b"".join(np.ascontiguousarray(v.numpy()).tobytes() for _, v in sorted(state_tensors(learner).items()))
     flags = {k: v for k, v in cfg.to_dict().items() if k not in ("logdir", "data_dir")}
     mine = [start] + [zlib.crc32(b) for b in (state, stream.get_state().encode(), repr(sorted(flags.items())).encode())]
-    rows = distributed.replica_rows(strategy, mine)
+    rows = distribute.replica_rows(strategy, mine)
     names = ("start iteration", "weights and Adam state", "task stream position", "flags")
     differ = [name for j, name in enumerate(names) if np.any(rows[:, j] != rows[0, j])]
     if differ:

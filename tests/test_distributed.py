@@ -44,7 +44,9 @@ def _single_replica():
 def _child(mode: str, out: str) -> None:
     """Run STEPS distributed meta-steps and write weights and losses to `out` (npz)."""
     import tensorflow as tf
-    from maml_tf.meta.distributed import DistributedMetaLearner, make_strategy
+    from maml_tf.learner import build
+    from maml_tf.meta.distributed import DistributedMetaLearner
+    from maml_tf.strategy import make_strategy
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -53,7 +55,7 @@ def _child(mode: str, out: str) -> None:
         strategy = make_strategy("multi_worker")
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
     cfg = _config()
-    d = DistributedMetaLearner(strategy, cfg, dtype="float64")
+    d = DistributedMetaLearner(strategy, lambda: build(cfg, dtype="float64"))
     losses = [float(d.meta_train_step(b)["total_losses2"][cfg.num_updates - 1]) for b in _batches(cfg)]
     np.savez(out, *d.weights(), losses=np.array(losses))
 
@@ -119,7 +121,7 @@ def _initial_weights():
 
 def test_uneven_meta_batch_is_rejected():
     from maml_tf.errors import MamlError
-    from maml_tf.meta.distributed import shard_bounds
+    from maml_tf.strategy import shard_bounds
     assert shard_bounds(8, 2, 1) == (4, 8)
     with pytest.raises(MamlError, match="does not split evenly over 3 replicas"):
         shard_bounds(8, 3, 0)

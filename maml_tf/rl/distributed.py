@@ -15,7 +15,7 @@ Every reduced value is identical on every worker, so the numpy CG and line searc
 the same sequence of collectives, which is what keeps them in lock-step).
 
 How a trainer uses it (one program per worker; for several hosts create
-``maml_tf.meta.distributed.make_strategy("multi_worker")`` before any other TensorFlow op)::
+``maml_tf.strategy.make_strategy("multi_worker")`` before any other TensorFlow op)::
 
     d = DistributedMetaObjective(strategy, obj, num_tasks=cfg.meta_batch_size)
     start, end = d.task_bounds                      # this worker's slice of the meta-batch
@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import MamlError
-from maml_tf.meta.distributed import shard_bounds
+from maml_tf.strategy import shard_bounds
 from maml_tf.rl import maml_trpo, trpo
 from maml_tf.rl.maml_trpo import Batch, MetaObjective
 

@@ -92,7 +92,7 @@ class Trainer:
         self.log = log
         strategy = None
         if cfg.distribute != "none":  # first: a multi-worker strategy must precede every other TF op
-            from maml_tf.meta.distributed import flag_strategy
+            from maml_tf.strategy import flag_strategy
             strategy = flag_strategy(cfg.distribute)
         self.policy = build_policy(cfg, seed=cfg.seed)
         mode = cfg.mode
@@ -144,7 +144,7 @@ class Trainer:
             with open(latest, "rb") as f:
                 crc = zlib.crc32(f.read())
         mine = [os.path.exists(latest), crc, zlib.crc32(np.ascontiguousarray(self.theta).tobytes())]
-        from maml_tf.meta.distributed import replica_rows
+        from maml_tf.strategy import replica_rows
 
         rows = replica_rows(self.workers.strategy, mine)  # one row per replica, its worker's values
         if np.any(rows[:, 2] != rows[0, 2]):

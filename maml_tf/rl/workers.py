@@ -7,7 +7,7 @@
 * a few more sums over workers (`all_sum`): the logged returns pick the best checkpoint, so they
   must be the global ones on every worker, else the workers would disagree about it;
 * one writer: the chief (the worker holding replica 0) writes checkpoints, csv and TensorBoard;
-* agreement at start (`maml_tf.meta.distributed.replica_rows`, as the supervised driver): every worker
+* agreement at start (`maml_tf.strategy.replica_rows`, as the supervised driver): every worker
   must start from the same parameters / checkpoint;
 * action noise of its own: worker w draws iteration itr's noise from
   ``np.random.default_rng([seed, w, itr])``, keyed by iteration rather than a running stream
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.meta.distributed import is_chief
+from maml_tf.strategy import is_chief
 from maml_tf.rl.distributed import DistributedMetaObjective
 from maml_tf.rl.maml_trpo import MetaObjective
 

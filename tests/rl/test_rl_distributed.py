@@ -93,7 +93,7 @@ def _values(obj, b0, b1, counts=None):
 
 def _child(mode: str, out: str) -> None:
     import tensorflow as tf
-    from maml_tf.meta.distributed import make_strategy
+    from maml_tf.strategy import make_strategy
     from maml_tf.rl.distributed import DistributedMetaObjective
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]

@@ -125,7 +125,7 @@ def test_mirrored_two_replicas_trains_and_takes_the_single_replica_step(tmp_path
 def test_bad_distribute_flags_are_named(monkeypatch, tmp_path):
     from maml_tf.errors import MamlError
     from maml_tf.rl.config import RLConfig, preset
-    from maml_tf.meta.distributed import check_tf_config
+    from maml_tf.strategy import check_tf_config
 
     with pytest.raises(MamlError, match="--distribute must be one of"):
         preset("point", distribute="ring")
