@@ -1,7 +1,9 @@
 """Experiment configuration: the reference main.py's flags -> one validated, immutable config.
 
 Every flag of cbfinn/maml's main.py keeps its name, default and meaning; the few additions
-(data_dir, seed, ...) are marked. All bad-flag messages live here.
+(data_dir, seed, ...) are marked. Each flag is declared once, as a `Config` field (`maml_tf.flagspec`):
+main.py's absl flags, their help and the list of what a resume may change derive from it. All
+bad-flag messages live here.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 from typing import Any
 
 from maml_tf.errors import MamlError
+from maml_tf.flagspec import setting
 
 DATASOURCES = ("sinusoid", "omniglot", "miniimagenet")
 NORMS = ("batch_norm", "layer_norm", "None")
@@ -20,47 +23,78 @@ THREAD_POOLS = ("auto", "tf")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    # --- reference flags (main.py), same names and defaults ---
-    datasource: str = "sinusoid"
-    num_classes: int = 5
-    baseline: str | None = None
-    pretrain_iterations: int = 0
-    metatrain_iterations: int = 15000
-    meta_batch_size: int = 25
-    meta_lr: float = 0.001
-    update_batch_size: int = 5
-    update_lr: float = 1e-3
-    num_updates: int = 1
-    norm: str = "batch_norm"
-    num_filters: int = 64
-    conv: bool = True
-    max_pool: bool = False
-    stop_grad: bool = False
-    log: bool = True
-    logdir: str = "/tmp/data"
-    resume: bool = True
-    train: bool = True
-    test_iter: int = -1
-    test_set: bool = False
-    train_update_batch_size: int = -1
-    train_update_lr: float = -1.0
+    """Every flag of `python -m maml_tf.main`, declared once: default here, help and role in `setting`.
+
+    `resumable=True`: a resumed run may change it (how long it runs and how it logs, not what it
+    computes; see `maml_tf.run.check_same_run`).
+    """
+    # --- reference flags (main.py), same names, defaults and help ---
+    datasource: str = setting("sinusoid", "sinusoid or omniglot or miniimagenet")
+    num_classes: int = setting(5, "number of classes used in classification (e.g. 5-way classification).")
+    baseline: str | None = setting(None, "oracle, or None")
+    pretrain_iterations: int = setting(0, "number of pre-training iterations.")
+    metatrain_iterations: int = setting(15000, "number of metatraining iterations.", resumable=True)
+    meta_batch_size: int = setting(25, "number of tasks sampled per meta-update")
+    meta_lr: float = setting(0.001, "the base learning rate of the generator")
+    update_batch_size: int = setting(5, "number of examples used for inner gradient update (K for K-shot learning).")
+    update_lr: float = setting(1e-3, "step size alpha for inner gradient update.")
+    num_updates: int = setting(1, "number of inner gradient updates during training.")
+    norm: str = setting("batch_norm", "batch_norm, layer_norm, or None")
+    num_filters: int = setting(64, "number of filters for conv nets -- 32 for miniimagenet, 64 for omiglot.")
+    conv: bool = setting(True, "whether or not to use a convolutional network, only applicable in some cases")
+    max_pool: bool = setting(False, "Whether or not to use max pooling rather than strided convolutions")
+    stop_grad: bool = setting(False, "if True, do not use second derivatives in meta-optimization (for speed)")
+    log: bool = setting(True, "if false, do not log summaries, for debugging code.", resumable=True)
+    logdir: str = setting("/tmp/data", "directory for summaries and checkpoints.", resumable=True)
+    resume: bool = setting(True, "resume training if there is a model available", resumable=True)
+    train: bool = setting(True, "True to train, False to test.", resumable=True)
+    test_iter: int = setting(-1, "iteration to load model (-1 for latest model)", resumable=True)
+    test_set: bool = setting(False, "Set to true to test on the the test set, False for the validation set.",
+                             resumable=True)
+    train_update_batch_size: int = setting(
+        -1, "number of examples used for gradient update during training (use if you want to test with a "
+        "different number).", resumable=True)
+    train_update_lr: float = setting(
+        -1.0, "value of inner gradient step step during training. (use if you want to test with a different value)",
+        resumable=True)
     # --- maml-tf additions ---
-    data_dir: str = "data"
-    seed: int = 1
-    num_test_tasks: int = 600
-    test_chunk: int = 50
-    test_after_train: bool = False
-    jit_compile: bool = False
-    recompute_inner: bool = False  # backward recomputes inner steps (memory for time; same numbers)
-    distribute: str = "none"  # meta-batch over this host's devices / TF_CONFIG's hosts (same numbers up to rounding)
-    intra_op_threads: int = 0  # TF's thread pools (0: see thread_pools); speed only, set before TF starts
-    inter_op_threads: int = 0
-    thread_pools: str = "auto"  # "auto": 1 intra-op thread, one op per core, on CPU-only small-op workloads; "tf"
-    save_interval: int = 1000
-    print_interval: int = 0  # 0: the reference's (1000 sinusoid, 100 otherwise)
-    summary_interval: int = 100
-    val_interval: int = 500
-    norm_variant: str = "exact"
+    data_dir: str = setting("data", "folder holding omniglot_resized/ and miniImagenet/ (the reference used ./data)",
+                            addition=True, resumable=True)
+    seed: int = setting(1, "seed of the initial weights and of the training task stream", addition=True)
+    num_test_tasks: int = setting(600, "tasks in the test protocol (the reference's NUM_TEST_POINTS)",
+                                  addition=True, resumable=True)
+    test_chunk: int = setting(50, "test tasks evaluated together (speed only; results are per task)",
+                              addition=True, resumable=True)
+    test_after_train: bool = setting(False, "after training, run the test protocol on the final weights",
+                                     addition=True, resumable=True)
+    jit_compile: bool = setting(False, "compile the meta-step with XLA", addition=True, resumable=True)
+    recompute_inner: bool = setting(
+        False, "recompute each inner step in the meta-gradient's backward pass instead of storing its activations: "
+        "less memory on long inner loops, more time, same numbers", addition=True, resumable=True)
+    distribute: str = setting(
+        "none", "none; mirrored (this host's GPUs, or its CPUs if it has none); or multi_worker (the hosts of "
+        "TF_CONFIG, one process each): the meta-batch is split over the replicas and their meta-gradients summed "
+        "(same numbers up to float rounding; --meta_batch_size must be a multiple of the replica count; only "
+        "worker 0 writes)", addition=True, resumable=True)
+    intra_op_threads: int = setting(0, "threads inside one op (0: as --thread_pools says)", addition=True,
+                                    resumable=True)
+    inter_op_threads: int = setting(0, "ops run at the same time (0: as --thread_pools says)", addition=True,
+                                    resumable=True)
+    thread_pools: str = setting(
+        "auto", "TensorFlow's thread pools when --intra/inter_op_threads are unset: auto = on a CPU-only machine "
+        "without --distribute, nets without max-pool (sinusoid, Omniglot) run one thread per op and one op per "
+        "core (their per-task ops are small; 1.2-2.1x faster here, bench/README.md), nets with max-pool "
+        "(MiniImagenet) one op at a time (on that net oneDNN gives run-to-run different meta-gradients when ops "
+        "run concurrently); tf = always TensorFlow's default", addition=True, resumable=True, choices=THREAD_POOLS)
+    save_interval: int = setting(1000, "checkpoint every N iterations (reference: 1000)", addition=True,
+                                 resumable=True)
+    print_interval: int = setting(0, "print every N iterations (0: reference's 1000 sinusoid / 100 images)",
+                                  addition=True, resumable=True)
+    summary_interval: int = setting(100, "TensorBoard summaries every N iterations", addition=True, resumable=True)
+    val_interval: int = setting(500, "meta-validation every N iterations (image datasets)", addition=True,
+                                resumable=True)
+    # --- no flag: golden fixtures' tf2-moments variants only ---
+    norm_variant: str = setting("exact", flag=False)
 
     # ---------------------------------------------------------------------------------------
     @classmethod

@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 
 from maml_tf import checkpoint as ckpt
+from maml_tf import flagspec
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
 from maml_tf.learner import assign_state, assign_weights, build, state_tensors
@@ -33,10 +34,7 @@ def ensure_writable(folder: str) -> None:
 
 
 # Flags a resumed run may change: how long it runs and how it logs, not what it computes.
-RESUMABLE_CHANGES = {"metatrain_iterations", "logdir", "resume", "train", "test_iter", "test_set", "log", "data_dir",
-                     "num_test_tasks", "test_chunk", "test_after_train", "jit_compile", "recompute_inner", "save_interval",
-                     "print_interval", "summary_interval", "val_interval", "train_update_batch_size", "train_update_lr",
-                     "distribute", "intra_op_threads", "inter_op_threads", "thread_pools"}
+RESUMABLE_CHANGES = frozenset(flagspec.names(Config, flagspec.RESUMABLE))
 
 
 def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:

@@ -116,7 +116,7 @@ def test_distribute_is_a_resumable_maml_tf_extra():
     from maml_tf import main
     from maml_tf.errors import MamlError
     from maml_tf.run import check_same_run
-    assert "distribute" in main.REFERENCE_FLAGS and main.FLAGS["distribute"].help.startswith("[maml-tf]")
+    assert "distribute" in main.FLAG_NAMES and main.FLAGS["distribute"].help.startswith("[maml-tf]")
     cfg = _config(distribute="mirrored")
     assert cfg.exp_string == _config().exp_string  # the reference folder name ignores it
     check_same_run(cfg, _config().to_dict(), "model5")  # a run may move to more devices / hosts on resume

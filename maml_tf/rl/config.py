@@ -24,6 +24,7 @@ import dataclasses
 import json
 
 from maml_tf.errors import MamlError
+from maml_tf.flagspec import setting
 from maml_tf.rl.envs.registration import FAMILIES, env_info
 
 ALGOS = ("maml", "pretrain", "oracle")
@@ -49,31 +50,50 @@ TRPO_PRESETS = {
 
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-    env: str = "point"
-    algo: str = "maml"
-    fast_lr: float = 0.5
-    fast_batch_size: int = 20
-    meta_batch_size: int = 20
-    max_path_length: int = 100
-    n_itr: int = 100
-    meta_step_size: float = 0.01
-    batch_size: int = 1000            # timesteps per iteration for plain TRPO (oracle / pretrain-TRPO)
-    num_grad_updates: int = 1
-    first_order: bool = False
-    hvp: str = "fd"                   # "fd" (reference) or "exact"
-    fd_base_eps: float = 1.0          # the reference's effective base_eps (spec 3.6)
-    pretrain_lr: float = 1e-3
-    discount: float = 0.99
-    gae_lambda: float = 1.0
-    hidden_sizes: tuple = (100, 100)
-    hidden_nonlinearity: str = "relu"
-    seed: int = 1
-    snapshot_gap: int = 25
-    envs_per_task: int = 1
-    asynchronous: bool = False
-    env_workers: int = 0              # >1: step the sampler's envs in this many processes (bit-identical results)
-    inference: str = "numpy"          # sampler policy forward: "numpy" (batched) or "tf" (XLA-compiled)
-    distribute: str = "none"          # "none", "mirrored" or "multi_worker" (TF_CONFIG); MAML only
+    """The settings of one RL run; each flag of `python -m maml_tf.rl.main` is declared here once.
+
+    Defaults are the point experiment's; `override=True` flags default to None on the command line,
+    which keeps the chosen experiment's reference value (`preset`).
+    """
+    env: str = setting("point", "experiment (task family)", choices=sorted(MAML_PRESETS))
+    algo: str = setting("maml", "maml | pretrain | oracle", choices=ALGOS)
+    fast_lr: float = setting(0.5, "inner SGD step size alpha", override=True)
+    fast_batch_size: int = setting(20, "trajectories per task per sampling step", override=True)
+    meta_batch_size: int = setting(20, "tasks per meta-iteration", override=True)
+    max_path_length: int = setting(100, "horizon H", override=True)
+    n_itr: int = setting(100, "meta-iterations", override=True)
+    meta_step_size: float = setting(0.01, "TRPO max mean KL (delta)", override=True)
+    batch_size: int = setting(1000, "timesteps per iteration for plain TRPO baselines", override=True)
+    num_grad_updates: int = setting(1, "inner steps (1 in every paper run)", override=True)
+    first_order: bool = setting(False, "stop_gradient on the inner gradient (reference stop_grad)", override=True)
+    hvp: str = setting("fd", "Hessian-vector product: reference finite differences or exact", choices=("fd", "exact"),
+                       override=True)
+    fd_base_eps: float = setting(1.0, "FD HVP eps = base_eps/||theta|| (reference effective value 1)",
+                                 override=True)  # the reference's effective base_eps (spec 3.6)
+    pretrain_lr: float = setting(1e-3, flag=False)
+    discount: float = setting(0.99, "gamma", override=True)
+    gae_lambda: float = setting(1.0, flag=False)
+    hidden_sizes: tuple = setting((100, 100), flag=False)
+    hidden_nonlinearity: str = setting("relu", "policy hidden activation", choices=("relu", "tanh"), override=True)
+    seed: int = setting(1, "seed (reference: 1)", override=True)
+    snapshot_gap: int = setting(25, "write itr_<n>.npz every this many iterations", override=True)
+    envs_per_task: int = setting(1, "parallel env copies per task (reference: 1)", override=True)
+    asynchronous: bool = setting(False, "subprocess vector envs", override=True)
+    env_workers: int = setting(
+        0, "step the sampler's envs in this many worker processes, a block of envs each (0 or 1, the default: in "
+        "this process). The policy forward stays in the main process, so leave it a core. Must divide the sampler's "
+        "env count (meta_batch_size * envs_per_task, per worker under --distribute; plain TRPO: min(100, batch_size "
+        "/ max_path_length)); not for --env point or with --asynchronous. Results are bit-identical to in-process "
+        "stepping.", override=True)
+    inference: str = setting("numpy", "sampler policy forward (batched numpy or XLA-compiled TF)",
+                             choices=("numpy", "tf"), override=True)
+    distribute: str = setting(
+        "none", "MAML only: none (one process, default) | mirrored (this host's GPUs, else its logical CPUs) | "
+        "multi_worker (one process per host, cluster and index from TF_CONFIG, the same flags and a --run_dir every "
+        "worker can read). --meta_batch_size must be a multiple of the replica count; each worker samples only its "
+        "share of the tasks and only the chief (worker 0) writes. Each worker draws its own action noise (seeded by "
+        "--seed, the worker and the iteration), so a distributed run does not reproduce a one-process run bit for "
+        "bit.", override=True)
 
     @property
     def mode(self) -> str:

@@ -22,52 +22,19 @@ import zlib
 
 from absl import app, flags
 
+from maml_tf import flagspec
 from maml_tf.errors import MamlError
 from maml_tf.files import atomic_write_text
-from maml_tf.rl.config import ALGOS, MAML_PRESETS, preset
+from maml_tf.flagspec import define_flags
+from maml_tf.rl.config import RLConfig, preset
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("env", "point", sorted(MAML_PRESETS), "experiment (task family)")
-flags.DEFINE_enum("algo", "maml", list(ALGOS), "maml | pretrain | oracle")
+# The run's settings, as `RLConfig` declares them; unset ones keep the experiment's reference value.
+define_flags(RLConfig, module_name=__name__)
 flags.DEFINE_string("run_dir", None, "output folder (progress.csv, tb/, *.npz checkpoints)")
-flags.DEFINE_boolean("resume", False, "continue the run in --log_dir from latest.npz")
-flags.DEFINE_float("fast_lr", None, "inner SGD step size alpha")
-flags.DEFINE_integer("fast_batch_size", None, "trajectories per task per sampling step")
-flags.DEFINE_integer("meta_batch_size", None, "tasks per meta-iteration")
-flags.DEFINE_integer("max_path_length", None, "horizon H")
-flags.DEFINE_integer("n_itr", None, "meta-iterations")
-flags.DEFINE_float("meta_step_size", None, "TRPO max mean KL (delta)")
-flags.DEFINE_integer("batch_size", None, "timesteps per iteration for plain TRPO baselines")
-flags.DEFINE_integer("num_grad_updates", None, "inner steps (1 in every paper run)")
-flags.DEFINE_boolean("first_order", None, "stop_gradient on the inner gradient (reference stop_grad)")
-flags.DEFINE_enum("hvp", None, ["fd", "exact"], "Hessian-vector product: reference finite differences or exact")
-flags.DEFINE_float("fd_base_eps", None, "FD HVP eps = base_eps/||theta|| (reference effective value 1)")
-flags.DEFINE_float("discount", None, "gamma")
-flags.DEFINE_integer("seed", None, "seed (reference: 1)")
-flags.DEFINE_integer("snapshot_gap", None, "write itr_<n>.npz every this many iterations")
-flags.DEFINE_integer("envs_per_task", None, "parallel env copies per task (reference: 1)")
-flags.DEFINE_boolean("asynchronous", None, "subprocess vector envs")
-flags.DEFINE_integer(
-    "env_workers", None,
-    "step the sampler's envs in this many worker processes, a block of envs each (0 or 1, the default: in this "
-    "process). The policy forward stays in the main process, so leave it a core. Must divide the sampler's env "
-    "count (meta_batch_size * envs_per_task, per worker under --distribute; plain TRPO: min(100, batch_size / "
-    "max_path_length)); not for --env point or "
-    "with --asynchronous. Results are bit-identical to in-process stepping.")
-flags.DEFINE_enum("inference", None, ["numpy", "tf"], "sampler policy forward (batched numpy or XLA-compiled TF)")
-flags.DEFINE_enum("hidden_nonlinearity", None, ["relu", "tanh"], "policy hidden activation")
-flags.DEFINE_string(
-    "distribute", None,
-    "MAML only: none (one process, default) | mirrored (this host's GPUs, else its logical CPUs) | multi_worker "
-    "(one process per host, cluster and index from TF_CONFIG, the same flags and a --run_dir every worker can "
-    "read). --meta_batch_size must be a multiple of the replica count; each worker samples only its share of the "
-    "tasks and only the chief (worker 0) writes. Each worker draws its own action noise (seeded by --seed, the "
-    "worker and the iteration), so a distributed run does not reproduce a one-process run bit for bit.")
+flags.DEFINE_boolean("resume", False, "continue the run in --run_dir from latest.npz")
 
-_OVERRIDES = ["fast_lr", "fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "meta_step_size",
-              "batch_size", "num_grad_updates", "first_order", "hvp", "fd_base_eps", "discount", "seed",
-              "snapshot_gap", "envs_per_task", "asynchronous", "env_workers", "hidden_nonlinearity", "inference",
-              "distribute"]
+_OVERRIDES = flagspec.names(RLConfig, flagspec.OVERRIDE)
 
 
 def main(argv):
