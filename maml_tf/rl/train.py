@@ -18,7 +18,6 @@ but a resumed distributed run continues exactly.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
@@ -33,6 +32,7 @@ import tensorflow as tf
 
 from maml_tf.errors import MamlError
 from maml_tf.files import atomic_write_bytes, atomic_write_text
+from maml_tf.progress import RunLog
 from maml_tf.rl import distributed
 from maml_tf.rl.advantages import average_return, pack, process_task
 from maml_tf.rl.config import RLConfig
@@ -43,6 +43,7 @@ from maml_tf.rl.sampler import TaskSampler, numpy_inference, tf_inference
 CSV_FIELDS = ["itr", "pre_return", "post_return", "loss_before", "loss_after", "mean_kl", "accepted",
               "n_backtracks", "step_size", "pre_trajs", "post_trajs", "entropy", "t_sample", "t_process",
               "t_adapt", "t_update", "t_total", "env_steps"]
+TB_SCALARS = ("pre_return", "post_return", "mean_kl", "loss_after", "entropy", "t_total")
 
 
 def build_policy(cfg: RLConfig, seed: int | None = None) -> MLPPolicy:
@@ -130,9 +131,6 @@ class Trainer:
             raise FileExistsError(f"{log_dir} already holds a run; pass --resume or use a new --run_dir")
         if self.is_chief:
             atomic_write_text(os.path.join(log_dir, "config.json"), cfg.to_json())
-            self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "tb"))
-        else:
-            self.writer = None
 
     def _agree_on_start(self, latest: str) -> bool:
         """Whether latest.npz exists, the same on every worker, which also start from the same theta.
@@ -290,17 +288,11 @@ class Trainer:
 
     def train(self) -> dict:
         cfg = self.cfg
-        csv_path = os.path.join(self.log_dir, "progress.csv")
-        rows = []
-        if self.is_chief and os.path.exists(csv_path) and self.start_itr > 0:
-            with open(csv_path) as f:
-                rows = [r for r in csv.DictReader(f) if int(r["itr"]) < self.start_itr]
-        if self.is_chief:
-            kept = io.StringIO(newline="")  # the rows before the resumed iteration, replaced in one rename
-            w = csv.DictWriter(kept, CSV_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-            atomic_write_text(csv_path, kept.getvalue())
+        # The progress line, progress.csv and tb/ as the supervised loop writes them (maml_tf.progress);
+        # only the chief writes files (progress.csv keeps the rows before a resumed iteration).
+        progress = RunLog(cfg.n_itr, self.start_itr, log=self.log, every_s=0, write=self.is_chief,
+                          csv_path=os.path.join(self.log_dir, "progress.csv"), csv_fields=CSV_FIELDS,
+                          tb_dir=os.path.join(self.log_dir, "tb"))
         t_run = time.perf_counter()
         last = {}
         for itr in range(self.start_itr, cfg.n_itr):
@@ -311,16 +303,21 @@ class Trainer:
             if improved:
                 self.best = train_return
             if self.is_chief:
-                self._write(itr, row, improved, csv_path)
-            self.log(f"itr {itr:4d} | pre {row['pre_return']:9.3f} | post {row['post_return']:9.3f} | "
-                     f"kl {row['mean_kl']:.4f} | {'ok ' if row['accepted'] else 'REJ'} bt {row['n_backtracks']:2d} | "
-                     f"sample {row['t_sample']:.1f}s update {row['t_update']:.1f}s total {row['t_total']:.1f}s | "
-                     f"{row['env_steps'] / max(row['t_sample'], 1e-9):.0f} steps/s")
+                self._write(itr, row, improved)
+            steps_per_s = row["env_steps"] / max(row["t_sample"], 1e-9)
+            progress.row(row)
+            progress.scalars(itr, {**{k: row[k] for k in TB_SCALARS}, "env_steps_per_second": steps_per_s})
+            progress.flush()
+            progress.line(itr, f"pre {row['pre_return']:9.3f} | post {row['post_return']:9.3f} | "
+                          f"kl {row['mean_kl']:.4f} | {'ok ' if row['accepted'] else 'REJ'} bt {row['n_backtracks']:2d} | "
+                          f"sample {row['t_sample']:.1f}s update {row['t_update']:.1f}s total {row['t_total']:.1f}s | "
+                          f"{steps_per_s:.0f} steps/s")
+        progress.close()
         self.sampler.close()
         return {"last": last, "best": self.best, "wall_s": time.perf_counter() - t_run}
 
-    def _write(self, itr: int, row: dict, improved: bool, csv_path: str) -> None:
-        """Checkpoints, csv row and TensorBoard scalars of one iteration (the chief's job)."""
+    def _write(self, itr: int, row: dict, improved: bool) -> None:
+        """Checkpoints of one iteration (the chief's job)."""
         cfg = self.cfg
         if improved:
             save_checkpoint(os.path.join(self.log_dir, "best.npz"), self.theta, self.policy, cfg, itr,
@@ -328,10 +325,3 @@ class Trainer:
         if (itr + 1) % cfg.snapshot_gap == 0 or itr == cfg.n_itr - 1:
             save_checkpoint(os.path.join(self.log_dir, f"itr_{itr}.npz"), self.theta, self.policy, cfg, itr)
         save_checkpoint(os.path.join(self.log_dir, "latest.npz"), self.theta, self.policy, cfg, itr, self._extra())
-        with open(csv_path, "a", newline="") as f:
-            csv.DictWriter(f, CSV_FIELDS).writerow(row)
-        with self.writer.as_default(step=itr):
-            for k in ("pre_return", "post_return", "mean_kl", "loss_after", "entropy", "t_total"):
-                if row.get(k) is not None and np.isfinite(row[k]):
-                    tf.summary.scalar(k, row[k])
-        self.writer.flush()

@@ -15,13 +15,16 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.learner import state_tensors
 from maml_tf.meta.step import MetaLearner
-from maml_tf.train.progress import Progress
+from maml_tf.progress import RunLog
+
+# progress.csv: the training metric (MSE, or accuracy for classification) before and after the
+# num_updates inner steps, each time the summaries are recorded
+CSV_FIELDS = ["itr", "phase", "pre_update", "post_update"]
 
 NEXT_ITR = "maml_tf/next_itr"
 STREAM_STATE = "maml_tf/stream_state"
@@ -48,18 +51,19 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
     """
     trainer = learner if trainer is None else trainer
     manager = ckpt.CheckpointManager(folder) if write else None
-    writer = tf.summary.create_file_writer(folder) if cfg.log and write else None
     total = cfg.total_iterations
     pretrain = cfg.effective_pretrain_iterations
     post_index = cfg.num_updates - 1
     metric = "total_accuracy1" if cfg.classification else "total_loss1"
     metric2 = "total_accuracies2" if cfg.classification else "total_losses2"
     prelosses, postlosses = [], []
-    progress = Progress(total, start_itr)
     itr = start_itr - 1
     if start_itr >= total:
         log(f"Nothing to train: the checkpoint is already at iteration {start_itr} of {total}.")
         return itr
+    # Summaries (TensorBoard events beside the checkpoints, as the reference, and progress.csv) unless --log=False.
+    progress = RunLog(total, start_itr, log=log, csv_fields=CSV_FIELDS, write=write and cfg.log,
+                      csv_path=os.path.join(folder, "progress.csv"), tb_dir=folder)
     log(f"Done initializing, starting training at iteration {start_itr} of {total} ({folder}).")
     for itr in range(start_itr, total):
         batch = stream.next_batch()
@@ -71,8 +75,9 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
             post = _scalar(result[metric2][post_index])
             prelosses.append(pre)
             postlosses.append(post)
-            if writer is not None:
-                _write_summaries(writer, cfg, "metatrain_", result, itr)
+            progress.scalars(itr, _summaries(cfg, "metatrain_", result))
+            progress.row({"itr": itr, "phase": "pretrain" if itr < pretrain else "metatrain", "pre_update": pre,
+                          "post_update": post})
         if itr != 0 and itr % cfg.print_every == 0:
             head = f"Pretrain Iteration {itr}" if itr < pretrain else f"Iteration {itr - pretrain}"
             log(f"{head}: {np.mean(prelosses)}, {np.mean(postlosses)}")
@@ -84,27 +89,26 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
             a1 = _scalar(val[metric])
             a2 = _scalar(val[metric2][post_index])
             log(f"Validation results: {a1}, {a2}")
-            if writer is not None:
-                _write_summaries(writer, cfg, "metaval_", val, itr)
-        progress.update(itr, f"pre {_scalar(result[metric]):.4g} post {_scalar(result[metric2][-1]):.4g}")
+            progress.scalars(itr, _summaries(cfg, "metaval_", val), rate=False)
+        progress.line(itr, f"pre {_scalar(result[metric]):.4g} post {_scalar(result[metric2][-1]):.4g}")
     if manager is not None:
         manager.save(itr, checkpoint_tensors(cfg, learner, itr + 1, stream))
-    if writer is not None:
-        writer.flush()
+    progress.close()
     where = f"checkpoint {folder}/model{itr}" if write else "the chief wrote the checkpoint"
     log(f"Training done: {total - start_itr} iterations in {progress.elapsed:.1f} s; {where}")
     return itr
 
 
-def _write_summaries(writer, cfg: Config, prefix: str, result, itr: int) -> None:
-    with writer.as_default(step=itr):
-        tf.summary.scalar(prefix + "Pre-update loss", result["total_loss1"])
+def _summaries(cfg: Config, prefix: str, result) -> dict[str, float]:
+    """The reference's TensorBoard scalars of one step's totals (tags as main.py names them)."""
+    out = {prefix + "Pre-update loss": _scalar(result["total_loss1"])}
+    for j in range(cfg.num_updates):
+        out[f"{prefix}Post-update loss, step {j + 1}"] = _scalar(result["total_losses2"][j])
+    if cfg.classification:
+        out[prefix + "Pre-update accuracy"] = _scalar(result["total_accuracy1"])
         for j in range(cfg.num_updates):
-            tf.summary.scalar(f"{prefix}Post-update loss, step {j + 1}", result["total_losses2"][j])
-        if cfg.classification:
-            tf.summary.scalar(prefix + "Pre-update accuracy", result["total_accuracy1"])
-            for j in range(cfg.num_updates):
-                tf.summary.scalar(f"{prefix}Post-update accuracy, step {j + 1}", result["total_accuracies2"][j])
+            out[f"{prefix}Post-update accuracy, step {j + 1}"] = _scalar(result["total_accuracies2"][j])
+    return out
 
 
 def read_resume_info(tensors: dict) -> tuple[int | None, str | None, dict | None]:
