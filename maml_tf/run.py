@@ -14,11 +14,11 @@ import numpy as np
 
 from maml_tf import checkpoint as ckpt
 from maml_tf import flagspec
+from maml_tf import strategy as distribute
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
-from maml_tf.learner import assign_state, assign_weights, build, state_tensors
 from maml_tf.files import writable_problem
-from maml_tf import strategy as distribute
+from maml_tf.learner import assign_state, assign_weights, build, state_tensors
 from maml_tf.meta.distributed import DistributedMetaLearner
 from maml_tf.train import loop, streams, test_protocol
 

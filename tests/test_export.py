@@ -13,9 +13,9 @@ import pytest
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
-from maml_tf.learner import assign_weights, build, weight_tensors
 from maml_tf.export import export_saved_model, read_metadata
 from maml_tf.export.saved_model import resolve_checkpoint
+from maml_tf.learner import assign_weights, build, weight_tensors
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ import tensorflow as tf
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
 from maml_tf.errors import MamlError
-from maml_tf.learner import assign_weights, inner_loop, net_spec
 from maml_tf.export.module import MetaInitModule
+from maml_tf.learner import assign_weights, inner_loop, net_spec
 from maml_tf.models.nets import build_model
 
 ASSET_NAME = "maml_tf_export.json"

@@ -25,12 +25,11 @@ from absl import app, flags
 from maml_tf import flagspec
 from maml_tf.errors import MamlError
 from maml_tf.files import atomic_write_text
-from maml_tf.flagspec import define_flags
 from maml_tf.rl.config import RLConfig, preset
 
 FLAGS = flags.FLAGS
 # The run's settings, as `RLConfig` declares them; unset ones keep the experiment's reference value.
-define_flags(RLConfig, module_name=__name__)
+flagspec.define_flags(RLConfig, module_name=__name__)
 flags.DEFINE_string("run_dir", None, "output folder (progress.csv, tb/, *.npz checkpoints)")
 flags.DEFINE_boolean("resume", False, "continue the run in --run_dir from latest.npz")
 
