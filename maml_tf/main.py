@@ -30,10 +30,14 @@ def config_from_flags() -> Config:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from maml_tf.train.stop import TrainingStopped
+
     try:
         from maml_tf.run import run
 
         run(config_from_flags())
+    except TrainingStopped as e:  # a requested stop, already checkpointed and logged: not an error
+        sys.exit(e.exit_status)
     except MamlError as e:
         print(f"maml_tf: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -7,14 +7,20 @@
     ./run_experiments.sh --jobs 4 'rl_*'           # four experiments at a time (one process each)
     ./run_experiments.sh report                    # only re-assemble results/README.md and the figures
 
+Long runs outlive a session: Ctrl-C (or SIGTERM) stops training at the next iteration with a
+checkpoint, which is also kept in results/in_progress/<name>/ (latest only, meant to be committed);
+the same command later, on any machine, continues the run exactly. A finished supervised run ships
+its meta-initialisation to pretrained/<name>/ (SavedModel, TF1 weights, meta.json).
+
 Exit status: 0 when every requested experiment ran, 1 when one failed, 2 on bad input (unknown
-name, missing data for an experiment named explicitly, unwritable folder).
+name, missing data for an experiment named explicitly, unwritable folder), 130 when stopped.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import os
+import signal
 import sys
 import threading
 
@@ -31,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None, help="results folder (default results, or results/quick)")
     p.add_argument("--logs", default=None, help="checkpoints and logs (default logs, or logs/quick)")
     p.add_argument("--data_dir", default="data", help="folder holding omniglot_resized/ and miniImagenet/")
+    p.add_argument("--pretrained", default=None,
+                   help="where finished supervised runs ship their meta-initialisation (default pretrained; "
+                        "with --quick nothing is shipped unless this is given)")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
     p.add_argument("--jobs", type=int, default=1,
                    help="experiments run at the same time (each is its own processes; default 1)")
@@ -91,7 +100,7 @@ def report(results_dir: str, quick: bool, figures: bool, skipped: dict[str, str]
 
 
 def run_all(todo: list[registry.Experiment], quick: bool, results_dir: str, logs_dir: str, data_dir: str,
-            jobs: int = 1) -> list[str]:
+            jobs: int = 1, pretrained_dir: str | None = None) -> list[str]:
     """Run the experiments, `jobs` at a time; returns the names of those that failed.
 
     Experiments share nothing (own log folder, own record file, written atomically), so they can run
@@ -105,15 +114,29 @@ def run_all(todo: list[registry.Experiment], quick: bool, results_dir: str, logs
 
     def one(i: int, exp: registry.Experiment) -> dict:
         tag = f"[{i + 1}/{len(todo)}] {exp.name}"
+        if runner.stop_requested():
+            return {"name": exp.name, "status": "not started (stopped)"}
         say(f"{tag}: {exp.title}{' (quick)' if quick else ''}")
         echo = say if jobs == 1 else (lambda line: say(f"{exp.name} | {line.strip()}"))
-        rec = runner.run_experiment(exp, quick, results_dir, logs_dir, data_dir, echo=echo)
+        rec = runner.run_experiment(exp, quick, results_dir, logs_dir, data_dir, echo=echo,
+                                    pretrained_dir=pretrained_dir)
         say(f"{tag}: {rec['status']} in {rec['wall_s']:.0f}s")
         return rec
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         recs = list(pool.map(lambda pair: one(*pair), enumerate(todo)))
     return [r["name"] for r in recs if r["status"] != "done"]
+
+
+def _stop_on_signals() -> None:
+    """SIGINT/SIGTERM: stop cleanly (runner.request_stop) instead of dying mid-write."""
+    def handler(signum, frame):
+        print(f"run_experiments: {signal.Signals(signum).name}: stopping at the next checkpointable point",
+              file=sys.stderr, flush=True)
+        runner.request_stop()
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, handler)
 
 
 def main(argv: list[str]) -> int:
@@ -152,8 +175,16 @@ def main(argv: list[str]) -> int:
         for name, why in skipped.items():
             print(f"skipping {name}: {why}")
         todo = [e for e in chosen if e.name not in skipped]
-        failed = run_all(todo, args.quick, results_dir, logs_dir, data_dir, args.jobs)
+        pretrained_dir = _abs(args.pretrained) if args.pretrained else (None if args.quick else _abs("pretrained"))
+        if pretrained_dir is not None:
+            runner.ensure_writable(pretrained_dir, "pretrained")
+        _stop_on_signals()
+        failed = run_all(todo, args.quick, results_dir, logs_dir, data_dir, args.jobs, pretrained_dir)
         report(results_dir, args.quick, args.figures, skipped)
+        if runner.stop_requested():
+            print("stopped: training runs were checkpointed (results/in_progress/ holds what resumes them); "
+                  "the same command continues", file=sys.stderr)
+            return 130
         if skipped:
             print(f"skipped {len(skipped)} experiment(s) for missing data: {', '.join(skipped)}")
         if failed:

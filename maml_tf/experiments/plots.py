@@ -227,12 +227,26 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(y, np.ones(window) / window, mode="valid")
 
 
+def _supervised_curve(rec: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The run's scalars: its committed curve.csv (kept across sessions), else its event files."""
+    from maml_tf.experiments import snapshots
+
+    path = rec.get("curve")
+    if path and os.path.isfile(path):
+        return {t: (np.array(sorted(v)), np.array([v[k] for k in sorted(v)]))
+                for t, v in snapshots.read_curve(path).items()}
+    return read_scalars(rec["train_dir"]) if rec.get("train_dir") and os.path.isdir(rec["train_dir"]) else {}
+
+
 def training_curves(records: dict[str, dict], path: str) -> bool:
     panels = []
     for name, rec in records.items():
-        if rec["status"] != "done" or not rec.get("train_dir"):
+        in_progress = rec["status"].startswith("in progress")
+        if not (rec["status"] == "done" or in_progress):
             continue
         if rec["table"].startswith("rl_"):
+            if not rec.get("train_dir"):
+                continue
             csv_path = os.path.join(rec["train_dir"], "progress.csv")
             if os.path.exists(csv_path):
                 with open(csv_path) as f:
@@ -242,11 +256,15 @@ def training_curves(records: dict[str, dict], path: str) -> bool:
                         k: (np.array([int(r["itr"]) for r in rows]), np.array([float(r[k]) for r in rows]))
                         for k in ("pre_return", "post_return")}))
         else:
-            scalars = read_scalars(rec["train_dir"])
+            scalars = _supervised_curve(rec)
             if scalars:
                 metric = "accuracy" if rec["table"] == "table1" else "loss"
                 keep = {t: s for t, s in scalars.items() if metric in t and ("Pre-update" in t or "step" in t)}
-                panels.append((name, metric, keep))
+                title = name
+                if in_progress and rec.get("in_progress"):
+                    st = rec["in_progress"]
+                    title += f" (in progress: {st['next_iteration']:,} of {st['total']:,})"
+                panels.append((title, metric, keep))
     if not panels:
         return False
     plt = _plt()

@@ -36,7 +36,11 @@ def _meta_cells(rec: dict | None) -> list[str]:
     """Command, date, wall time, hardware of a record (or blanks)."""
     if rec is None:
         return ["", "", "", ""]
-    return [f"`{rec['command']}`", rec["date"], _wall(rec.get("wall_s")), rec["hardware"]]
+    wall = _wall(rec.get("wall_s"))
+    segments = rec.get("segments") or []
+    if len(segments) > 1:  # a run resumed across sessions: this invocation, then the whole training
+        wall += f" (training {_wall(rec.get('train_wall_s'))} in {len(segments)} parts)"
+    return [f"`{rec['command']}`", rec["date"], wall, rec["hardware"]]
 
 
 def _status(rec: dict | None) -> str | None:
@@ -155,9 +159,10 @@ def assemble(results_dir: str, records: dict[str, dict], quick: bool, figures: d
               "the exact entry-point commands it ran and the raw test outputs). Supervised numbers: mean over the",
               "test tasks ± 95% interval (1.96·std/√n, the reference's ci95). RL numbers: mean AverageReturn over",
               "the test goals ± 95% interval (1.96·s.e.); the paper column is the mean of the reference's",
-              "`icml/*.pkl` (spec 4.1). \"wall\" is the wall time of the invocation that wrote the record (a",
-              "resumed run counts only its last part; its training log holds the rest). \"not run\": no record.",
-              ""]
+              "`icml/*.pkl` (spec 4.1). \"wall\" is the wall time of the invocation that wrote the record; a",
+              "supervised run trained in several parts (sessions, machines) also gives its total training time.",
+              "\"in progress\": a run stopped at a checkpoint that `in_progress/<name>/` keeps (latest only), so the",
+              "same command continues it exactly on any machine. \"not run\": no record.", ""]
     sections = [("Table 1: few-shot classification (Omniglot, MiniImagenet)", table1(records)),
                 ("Sinusoid regression (MSE; K-shot tests of the K=10 models)", sinusoid_table(records))]
     for env, (title, _) in RL_ENVS.items():
@@ -179,7 +184,8 @@ def assemble(results_dir: str, records: dict[str, dict], quick: bool, figures: d
         lines += ["## Resumed runs", "", "Training of these picked up an existing run in the experiment's folder "
                   "(same flags; the wall time above covers only the last invocation):", ""]
         lines += [f"- `{n}`: {line}" for n, line in resumed.items()] + [""]
-    failed = {n: r["status"] for n, r in records.items() if r["status"] != "done"}
+    failed = {n: r["status"] for n, r in records.items()
+              if r["status"] != "done" and not r["status"].startswith("in progress")}
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{n}`: {why}" for n, why in failed.items()] + [""]
     path = os.path.join(results_dir, "README.md")

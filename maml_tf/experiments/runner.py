@@ -15,11 +15,14 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable
 
+from maml_tf.experiments import snapshots
 from maml_tf.experiments.registry import Command, Experiment, RL_CHECKPOINT
 from maml_tf.files import atomic_write_text, writable_problem
 
@@ -99,9 +102,32 @@ def _prepare(cmd: Command) -> Command:
 RESUME_MARKERS = ("Restoring model weights from", "Nothing to train", "resumed from")
 
 
-def run_command(cmd: Command, log_path: str, echo: Callable[[str], None]) -> tuple[int, float, list[str]]:
+# A stop asked of the runner (SIGINT/SIGTERM, see cli.py): passed on to the running entry points as
+# SIGINT, which stops training at an iteration boundary with a checkpoint (maml_tf.train.stop), and no
+# further command or experiment starts.
+_stop = threading.Event()
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+STOPPED = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # exit statuses of an entry point stopped on request
+
+
+def request_stop() -> None:
+    _stop.set()
+    with _live_lock:
+        for proc in list(_live):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
+
+def stop_requested() -> bool:
+    return _stop.is_set()
+
+
+def run_command(cmd: Command, log_path: str, echo: Callable[[str], None],
+                on_line: Callable[[], None] | None = None) -> tuple[int, float, list[str]]:
     """Run one entry point with this interpreter; its output goes to `log_path` and through `echo`.
 
+    `on_line` is called after every output line (the runner snapshots a run in progress from there).
     Returns (exit status, wall seconds, the output lines that report a resume).
     """
     argv = [sys.executable] + cmd.argv()[1:]
@@ -113,14 +139,24 @@ def run_command(cmd: Command, log_path: str, echo: Callable[[str], None]) -> tup
         env = dict(os.environ, PYTHONUNBUFFERED="1")  # progress lines as they happen, not at exit
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                                 env=env)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if any(m in line for m in RESUME_MARKERS):
-                resumes.append(line.strip())
-            if not _noise(line):
-                echo("    " + line.rstrip())
-        rc = proc.wait()
+        with _live_lock:
+            _live.add(proc)
+        if _stop.is_set():
+            proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                if any(m in line for m in RESUME_MARKERS):
+                    resumes.append(line.strip())
+                if not _noise(line):
+                    echo("    " + line.rstrip())
+                if on_line is not None:
+                    on_line()
+            rc = proc.wait()
+        finally:
+            with _live_lock:
+                _live.discard(proc)
     return rc, time.time() - t0, resumes
 
 
@@ -159,9 +195,83 @@ def rl_result(cmd: Command) -> dict:
             "source": path}
 
 
+class RunKeeper:
+    """A supervised experiment's training across invocations and machines: seeds its experiment folder
+    from the snapshot kept in the repo, snapshots it while it trains, adds up the wall time of the
+    run's segments and says where a stopped run stands (`snapshots.py`)."""
+
+    def __init__(self, exp: Experiment, train: Command, results_dir: str, out_dir: str):
+        from maml_tf.config import Config
+
+        cfg = Config.from_dict({k: v for k, v in train.flags.items()})
+        self.name, self.results_dir, self.out_dir = exp.name, results_dir, out_dir
+        self.train_dir = os.path.join(train.flags["logdir"], cfg.exp_string)
+        self.total, self.num_updates = cfg.total_iterations, cfg.num_updates
+        previous = snapshots.read_status(results_dir, exp.name) or {}
+        self.segments = list(previous.get("segments", []))
+        self.status: dict | None = None
+        self._t0 = self._last = 0.0
+        self._start_itr = 0
+
+    def seed(self) -> str | None:
+        return snapshots.seed(self.results_dir, self.name, self.train_dir)
+
+    def begin(self) -> None:
+        from maml_tf import checkpoint as ckpt
+
+        its = ckpt.list_iterations(self.train_dir) if os.path.isdir(self.train_dir) else []
+        self._start_itr = its[-1] + 1 if its else 0
+        self._t0 = self._last = time.time()
+
+    def tick(self) -> None:
+        if time.time() - self._last >= snapshots.EVERY_S:
+            self.snapshot()
+
+    def snapshot(self) -> dict | None:
+        """Curve and latest checkpoint into the repo's folders; the status written (None: no checkpoint yet)."""
+        self._last = time.time()
+        curve_path = snapshots.update_curve(self.out_dir, self.train_dir)
+        curve = snapshots.read_curve(curve_path) if curve_path else {}
+        from maml_tf import checkpoint as ckpt
+
+        its = ckpt.list_iterations(self.train_dir) if os.path.isdir(self.train_dir) else []
+        reached = its[-1] + 1 if its else 0
+        segment = {"from_iteration": self._start_itr, "to_iteration": reached,
+                   "wall_s": round(time.time() - self._t0, 1), "date": now(), "hardware": hardware()}
+        status = {"total": self.total, "segments": self.segments + [segment], "updated": now(),
+                  "validation": snapshots.latest_validation(curve, self.num_updates)}
+        self.status = snapshots.take(self.results_dir, self.name, self.train_dir, status) or self.status
+        return self.status
+
+    def end(self) -> None:
+        self.snapshot()
+        if self.status is not None:
+            self.segments = self.status["segments"]
+
+    @property
+    def train_wall_s(self) -> float:
+        return round(sum(seg["wall_s"] for seg in self.segments), 1)
+
+    def status_line(self) -> str:
+        if self.status is None:
+            return "stopped before its first checkpoint"
+        line = f"in progress: iteration {self.status['next_iteration']:,} of {self.total:,}"
+        val = self.status.get("validation")
+        if val:
+            value = f"{val['mean'] * 100:.1f}%" if val["metric"] == "accuracy" else f"{val['mean']:.3g}"
+            line += (f"; validation {val['metric']} {value} (mean of the last {val['checks']} checks, "
+                     f"to iteration {val['iteration']:,})")
+        return line
+
+
 def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str, data_dir: str,
-                   echo: Callable[[str], None] = print) -> dict:
-    """Run `exp` (train, then test/evaluate); returns and writes its record `runs/<name>.json`."""
+                   echo: Callable[[str], None] = print, pretrained_dir: str | None = None) -> dict:
+    """Run `exp` (train, then test/evaluate); returns and writes its record `runs/<name>.json`.
+
+    A supervised run is kept resumable in `results_dir/in_progress/` while it trains (`RunKeeper`);
+    when it finishes, its meta-initialisation is shipped to `pretrained_dir/<name>/` (if given).
+    A stop (`request_stop`) ends training at a checkpoint and records the run as in progress.
+    """
     logdir = os.path.join(logs_dir, exp.name)
     out_dir = os.path.join(results_dir, "runs", exp.name)
     os.makedirs(logdir, exist_ok=True)
@@ -172,12 +282,28 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
               "command": f"./run_experiments.sh {'--quick ' if quick else ''}{exp.name}", "commands": [],
               "results": [], "log": log_path}
     t0 = time.time()
-    for cmd in exp.commands(quick, logdir, data_dir, out_dir):
+    cmds = exp.commands(quick, logdir, data_dir, out_dir)
+    keeper = RunKeeper(exp, cmds[0], results_dir, out_dir) if exp.family == "supervised" else None
+    if keeper is not None and (said := keeper.seed()):
+        echo(f"  [{exp.name}] {said}")
+    for cmd in cmds:
+        if _stop.is_set():
+            record["status"] = keeper.status_line() if keeper is not None else f"stopped before its {cmd.role}"
+            break
         cmd = _prepare(cmd)
         echo(f"  [{exp.name}] {cmd.role}{' ' + cmd.label if cmd.label else ''}: {' '.join(cmd.argv())}")
-        rc, wall, resumes = run_command(cmd, log_path, echo)
+        training = keeper is not None and cmd.role == "train"
+        if training:
+            keeper.begin()
+        rc, wall, resumes = run_command(cmd, log_path, echo, keeper.tick if training else None)
         record["commands"].append({"role": cmd.role, "label": cmd.label, "argv": cmd.argv(), "flags": cmd.flags,
                                    "rc": rc, "wall_s": round(wall, 1), "resumed": resumes})
+        if training:
+            keeper.end()
+        if rc in STOPPED and keeper is not None:
+            record["status"] = keeper.status_line()
+            record["in_progress"] = keeper.status
+            break
         if rc != 0:
             record["status"] = f"failed: {cmd.role} exited with {rc} (log: {log_path})"
             break
@@ -187,8 +313,21 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
         elif cmd.produces_result:
             record["results"].append(rl_result(cmd))
     record["wall_s"] = round(time.time() - t0, 1)
+    if keeper is not None:
+        record["train_wall_s"] = keeper.train_wall_s
+        record["segments"] = keeper.segments
+        if os.path.exists(os.path.join(out_dir, snapshots.CURVE)):
+            record["curve"] = os.path.join(out_dir, snapshots.CURVE)
     if exp.family == "supervised" and record["status"] == "done":
         record["train_dir"] = os.path.dirname(record["results"][0]["source"])
+        if pretrained_dir is not None:
+            from maml_tf.experiments import pretrained
+
+            shipped = pretrained.ship(record, cmds[0].flags, pretrained_dir)
+            here = os.getcwd()
+            record["pretrained"] = os.path.relpath(shipped, here) if shipped.startswith(here + os.sep) else shipped
+            echo(f"  [{exp.name}] shipped the meta-initialisation to {record['pretrained']}")
+        snapshots.remove(results_dir, exp.name)  # finished: the weights ship, the optimizer state goes
     elif exp.family == "rl" and exp.spec["method"] != "random":
         record["train_dir"] = logdir
         record["checkpoint"] = os.path.join(logdir, RL_CHECKPOINT)

@@ -21,6 +21,7 @@ from maml_tf.config import Config
 from maml_tf.learner import state_tensors
 from maml_tf.meta.step import MetaLearner
 from maml_tf.progress import RunLog
+from maml_tf.train.stop import StopRequest, TrainingStopped
 
 # progress.csv: the training metric (MSE, or accuracy for classification) before and after the
 # num_updates inner steps, each time the summaries are recorded
@@ -48,8 +49,18 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
     """Run iterations start_itr .. total-1; returns the last iteration run (or start_itr-1).
 
     `trainer` (default `learner`) takes the training steps; with write=False nothing is written.
+    In a one-process run SIGINT/SIGTERM stop it between iterations with a checkpoint of exactly that
+    state (`TrainingStopped`); under --distribute (`trainer` given) signals keep their usual effect,
+    since every worker would have to stop at the same iteration.
     """
-    trainer = learner if trainer is None else trainer
+    if trainer is not None:
+        return _train(cfg, learner, folder, stream, val_stream, start_itr, log, trainer, write, None)
+    with StopRequest() as stop:
+        return _train(cfg, learner, folder, stream, val_stream, start_itr, log, learner, write, stop)
+
+
+def _train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream, start_itr: int, log, trainer,
+           write: bool, stop: StopRequest | None) -> int:
     manager = ckpt.CheckpointManager(folder) if write else None
     total = cfg.total_iterations
     pretrain = cfg.effective_pretrain_iterations
@@ -66,6 +77,8 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
                       csv_path=os.path.join(folder, "progress.csv"), tb_dir=folder)
     log(f"Done initializing, starting training at iteration {start_itr} of {total} ({folder}).")
     for itr in range(start_itr, total):
+        if stop is not None and stop.requested:
+            _stop(cfg, learner, folder, stream, manager, progress, itr, total, stop.signum, log)
         batch = stream.next_batch()
         step = trainer.pretrain_step if itr < pretrain else trainer.meta_train_step
         record = itr % cfg.summary_interval == 0 or itr % cfg.print_every == 0
@@ -97,6 +110,18 @@ def train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream=Non
     where = f"checkpoint {folder}/model{itr}" if write else "the chief wrote the checkpoint"
     log(f"Training done: {total - start_itr} iterations in {progress.elapsed:.1f} s; {where}")
     return itr
+
+
+def _stop(cfg: Config, learner: MetaLearner, folder: str, stream, manager, progress, next_itr: int, total: int,
+          signum: int, log) -> None:
+    """Checkpoint the state before iteration `next_itr` (iterations 0..next_itr-1 done) and raise."""
+    prefix = None
+    if manager is not None and next_itr > 0:
+        prefix = manager.save(next_itr - 1, checkpoint_tensors(cfg, learner, next_itr, stream))
+    progress.close()
+    err = TrainingStopped(signum, next_itr, total, prefix)
+    log(f"Training {err}")
+    raise err
 
 
 def _summaries(cfg: Config, prefix: str, result) -> dict[str, float]:
