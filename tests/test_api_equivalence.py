@@ -1,7 +1,7 @@
 """The public API (`maml_tf.MAML` over standard Keras layers) is the faithful algorithm: on golden
 cases A (sinusoid) and C (Omniglot conv + batch norm) its float64 losses and meta-gradients, second
 and first order, equal the reference's float64 rebuild to 1e-9 (maml_tf.parity's float64 rules), and
-the faithful path's own float64 numbers."""
+the faithful path, which tests/test_parity.py holds to the same fixtures at the same tolerance."""
 import os
 import pathlib
 
@@ -25,8 +25,11 @@ def fixture_path(case: str) -> str:
     pytest.skip(f"golden case {case} not found in {', '.join(map(str, GOLDEN_DIRS))}")
 
 
-def api_quantities(fx: golden.Fixture, first_order: bool, dtype: str = "float64"):
-    """total_loss1, total_losses2 (every recorded step) and meta-gradients, through the public API."""
+def api_quantities(fx: golden.Fixture, first_order: bool, dtype: str = "float64", keras_bn: bool = False,
+                   task_axis: str = "loop"):
+    """total_loss1, total_losses2 (every recorded step) and meta-gradients, through the public API.
+
+    keras_bn: the conv net with Keras' own BatchNormalization (tf.nn.moments) instead of the exact one."""
     import tensorflow as tf
 
     from maml_tf.api import MAML, losses, reference_nets
@@ -36,11 +39,11 @@ def api_quantities(fx: golden.Fixture, first_order: bool, dtype: str = "float64"
     if cfg.datasource == "sinusoid":
         model, loss = reference_nets.sinusoid_net(dtype), losses.reference_regression
     else:
-        model = reference_nets.omniglot_conv_net(cfg.num_classes, cfg.num_filters, dtype)
+        model = reference_nets.omniglot_conv_net(cfg.num_classes, cfg.num_filters, dtype, keras_bn=keras_bn)
         loss = losses.reference_classification(cfg.update_batch_size)
     names = reference_nets.reference_names(model)
     reference_nets.assign_by_reference_name(model, {n: base[f"init__{key(n)}"] for n in names})
-    maml = MAML(model, loss, cfg.update_lr, cfg.num_updates, first_order=first_order)
+    maml = MAML(model, loss, cfg.update_lr, cfg.num_updates, first_order=first_order, task_axis=task_axis)
     sx, sy, qx, qy = (tf.constant(np.asarray(base[k], dtype)) for k in ("inputa", "labela", "inputb", "labelb"))
     meta_loss, grads = maml.meta_gradients((sx, sy, qx, qy))
     tasks = range(sx.shape[0])
@@ -60,7 +63,7 @@ def api_quantities(fx: golden.Fixture, first_order: bool, dtype: str = "float64"
 
 
 @pytest.mark.parametrize("case", ["A", "C"])
-@pytest.mark.parametrize("order", ["secondorder", "firstorder"])
+@pytest.mark.parametrize("order", ["secondorder", pytest.param("firstorder", marks=pytest.mark.slow)])
 def test_public_api_equals_the_reference_float64(case, order):
     fx = golden.load(fixture_path(case))
     ours, bn_fed, cfg = api_quantities(fx, first_order=order == "firstorder")
@@ -76,3 +79,32 @@ def test_public_api_equals_the_reference_float64(case, order):
     assert ours["meta_loss"] == pytest.approx(float(ref[f"{order}__total_losses2"][cfg.num_updates - 1]), rel=1e-9)
     if case == "C":
         assert bn_fed == {"model/Variable", "model/Variable_1", "model/Variable_2", "model/Variable_3"}
+
+
+def test_keras_batch_norm_is_the_tf2_moments_variant_and_is_named_in_a_warning():
+    """Keras' BatchNormalization gives exactly the reference's tf.nn.moments variant (second order),
+    not the reference: what the warning says, shown on case C."""
+    from maml_tf.api import InexactMomentsWarning
+
+    fx = golden.load(fixture_path("C"))
+    with pytest.warns(InexactMomentsWarning, match="'norm_0', 'norm_1', 'norm_2', 'norm_3'.*ExactBatchNormalization"):
+        ours, bn_fed, _ = api_quantities(fx, first_order=False, keras_bn=True)
+    ref = fx.files["_float64"]
+    chk = parity.Checker(fx)
+    chk.bn_fed = bn_fed
+    chk.check_forward_and_grads("case_C_float64.npz", ours, ref, prefix="tf2_moments_secondorder__", float64=True)
+    assert not [r for r in chk.rows if not r.ok], parity.format_table(chk, quiet=True)
+    exact = parity.Checker(fx)
+    exact.bn_fed = bn_fed
+    exact.check_forward_and_grads("case_C_float64.npz", ours, ref, prefix="secondorder__", float64=True)
+    assert {r.key for r in exact.rows if not r.ok} >= {"secondorder__metagrad__model__conv1"}
+
+
+@pytest.mark.slow
+def test_vectorized_map_task_axis_gives_the_same_meta_gradients():
+    fx = golden.load(fixture_path("C"))
+    ours, bn_fed, _ = api_quantities(fx, first_order=False, task_axis="vectorized_map")
+    chk = parity.Checker(fx)
+    chk.bn_fed = bn_fed
+    chk.check_forward_and_grads("case_C_float64.npz", ours, fx.files["_float64"], prefix="secondorder__", float64=True)
+    assert chk.rows and not [r for r in chk.rows if not r.ok], parity.format_table(chk, quiet=True)

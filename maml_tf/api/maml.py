@@ -191,7 +191,8 @@ class MAML:
                 optimizer.build(self.variables)  # its slots are created outside the traced function
 
             def update(tasks):
-                loss, grads = self._meta_gradients(tasks)
+                # the compiled meta-gradient function: traced once for both entry points
+                loss, grads = self._meta_gradients_fn(tasks)
                 optimizer.apply(grads, self.variables)
                 return loss
 

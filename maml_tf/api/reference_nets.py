@@ -25,14 +25,17 @@ def sinusoid_net(dtype: str = "float32", hidden: tuple[int, ...] = (40, 40)) -> 
     return keras.Sequential(layers, name="sinusoid_net")
 
 
-def omniglot_conv_net(num_classes: int = 5, num_filters: int = 64, dtype: str = "float32") -> keras.Sequential:
+def omniglot_conv_net(num_classes: int = 5, num_filters: int = 64, dtype: str = "float32",
+                      keras_bn: bool = False) -> keras.Sequential:
     """The reference Omniglot net: flat 784 pixels -> 28x28x1, four [3x3 conv stride 2 SAME + bias,
     batch norm (batch statistics, offset only, eps 1e-3, exact moments), ReLU], mean over H and W,
-    dense to N logits (w5 ~ N(0, 1) as the reference)."""
+    dense to N logits (w5 ~ N(0, 1) as the reference). keras_bn: Keras' own BatchNormalization
+    instead (tf.nn.moments: the reference's "tf2_moments" variant, inexact second derivatives)."""
+    norm = keras.layers.BatchNormalization if keras_bn else ExactBatchNormalization
     layers = [keras.Input((784,), dtype=dtype), keras.layers.Reshape((28, 28, 1), name="to_image", dtype=dtype)]
     for i in range(4):
         layers += [keras.layers.Conv2D(num_filters, 3, strides=2, padding="same", name=f"conv{i + 1}", dtype=dtype),
-                   ExactBatchNormalization(scale=False, epsilon=1e-3, name=f"norm_{i}", dtype=dtype),
+                   norm(scale=False, epsilon=1e-3, name=f"norm_{i}", dtype=dtype),
                    keras.layers.ReLU(name=f"relu_{i + 1}", dtype=dtype)]
     layers += [keras.layers.GlobalAveragePooling2D(name="spatial_mean", dtype=dtype),
                keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0),
