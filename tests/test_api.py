@@ -69,10 +69,15 @@ def test_adapt_meta_loss_and_meta_update_are_consistent():
     per_task = maml.task_losses((sx, sy, qx, qy))
     assert float(loss) == pytest.approx(float(tf.reduce_mean(per_task)), rel=1e-12)
     assert float(per_task[0]) == pytest.approx(float(maml.task_loss(fast.params, qx[0], qy[0])), rel=1e-12)
-    # 0 steps: predictions of the initialisation; default steps: the adapted ones
-    np.testing.assert_allclose(maml.adapt_and_predict(sx, sy, qx, num_steps=0)[1], model(qx[1], training=True),
+    # 0 steps: predictions of the initialisation; default steps: the adapted ones (eager: the
+    # compiled wrapper traces this same body, and tracing a tiny model costs more than running it)
+    np.testing.assert_allclose(maml._adapt_and_predict(sx, sy, qx, 0, None)[1], model(qx[1], training=True),
                                rtol=1e-12)
-    np.testing.assert_allclose(maml.adapt_and_predict(sx, sy, qx)[0], fast(qx[0]), rtol=1e-10)
+    np.testing.assert_allclose(maml._adapt_and_predict(sx, sy, qx, 2, None)[0], fast(qx[0]), rtol=1e-10)
+    # a tensor step count runs the steps in a tf.while_loop: the same weights
+    looped = maml.adapt(sx[0], sy[0], num_steps=tf.constant(2))
+    for a, b in zip(looped.params, fast.params):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
     before = [v.numpy() for v in maml.variables]
     opt = keras.optimizers.SGD(0.125)  # exact in float32, the dtype of Keras' learning-rate variable
     assert float(maml.meta_update((sx, sy, qx, qy), opt)) == pytest.approx(float(loss), rel=1e-12)
@@ -166,7 +171,9 @@ def test_export_has_the_faithful_signatures_and_the_api_numbers(tmp_path):
     model = _tiny_cnn(dtype="float32", classes=5)
     maml = _maml(model, inner_lr=0.2, steps=1)
     sx, sy, qx, qy = (t.astype(np.float32) for t in _tasks(np.random.default_rng(3), ways=5))
-    maml.meta_update((sx, sy, qx, qy), keras.optimizers.Adam(1e-2))
+    # one meta-update, eagerly (compiled meta-updates are tested above; tracing is the slow part here)
+    _, grads = maml._meta_gradients((sx, sy, qx, qy))
+    keras.optimizers.Adam(1e-2).apply(grads, maml.variables)
     out = maml_tf.export_maml(maml, str(tmp_path / "exp"))
     loaded = tf.saved_model.load(out)
     assert set(loaded.signatures) == {"serving_default", "adapt_and_predict"}
@@ -174,12 +181,12 @@ def test_export_has_the_faithful_signatures_and_the_api_numbers(tmp_path):
     assert set(sig.structured_input_signature[1]) == {"support_x", "support_y", "query_x", "num_steps", "step_size"}
     assert list(loaded.signatures["serving_default"].structured_input_signature[1]) == ["x"]
     np.testing.assert_allclose(loaded.serving_default(tf.constant(qx))["predictions"],
-                               maml.adapt_and_predict(sx, sy, qx, num_steps=0), rtol=1e-5, atol=1e-6)
+                               maml._adapt_and_predict(sx, sy, qx, 0, None), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.adapt_and_predict(tf.constant(sx), tf.constant(sy), tf.constant(qx))["predictions"],
-                               maml.adapt_and_predict(sx, sy, qx), rtol=1e-5, atol=1e-6)
+                               maml._adapt_and_predict(sx, sy, qx, 1, None), rtol=1e-5, atol=1e-6)
     three = sig(support_x=tf.constant(sx), support_y=tf.constant(sy), query_x=tf.constant(qx),
                 num_steps=tf.constant(3), step_size=tf.constant(0.1))["predictions"]
-    np.testing.assert_allclose(three, maml.adapt_and_predict(sx, sy, qx, num_steps=3, inner_lr=0.1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(three, maml._adapt_and_predict(sx, sy, qx, 3, 0.1), rtol=1e-4, atol=1e-5)
     # fewer classes than trained (N'=3 of 5): outputs cut to the labels' classes, any number of tasks
     sx3, sy3, qx3, _ = (t.astype(np.float32) for t in _tasks(np.random.default_rng(4), tasks=3, ways=3))
     pred3 = loaded.adapt_and_predict(tf.constant(sx3), tf.constant(sy3), tf.constant(qx3))["predictions"]
@@ -189,3 +196,18 @@ def test_export_has_the_faithful_signatures_and_the_api_numbers(tmp_path):
     meta = read_metadata(out)
     assert meta["signatures"]["adapt_and_predict"]["defaults"] == {"num_steps": 1, "step_size": 0.2}
     assert [v["adapted_in_inner_loop"] for v in meta["variables"]] == maml.adaptable
+
+
+def test_which_variables_adapt_and_constructor_errors():
+    import keras
+
+    model = _tiny_cnn()
+    assert all(_maml(model, adapted="all").adaptable)
+    dense_only = _maml(model, adapted=lambda v: "dense" in v.path).adaptable
+    assert dense_only == ["dense" in v.path for v in model.trainable_variables] and sum(dense_only) == 2
+    with pytest.raises(ValueError, match="built model"):
+        _maml(keras.Sequential([keras.layers.Dense(2)]))
+    with pytest.raises(ValueError, match="task_axis"):
+        _maml(model, task_axis="pmap")
+    with pytest.raises(ValueError, match="adapted must be"):
+        _maml(model, adapted="some")

@@ -61,7 +61,7 @@ class MAML:
         scaling is in `maml_tf.api.losses`.
     inner_lr, num_inner_steps: the inner SGD step size (alpha) and number of steps.
     first_order: stop_gradient on the inner gradients (first-order MAML, the reference's --stop_grad).
-    adapt: which trainable variables the inner loop adapts: "weights" (all but normalisation
+    adapted: which trainable variables the inner loop adapts: "weights" (all but normalisation
         layers', the reference's choice), "all", or a predicate on the Keras variable.
     task_axis: "loop" (unrolled over a static number of tasks) or "vectorized_map".
     training: the `training` argument of the model's calls (True: batch norm uses each task's
@@ -70,7 +70,7 @@ class MAML:
     """
 
     def __init__(self, model: keras.Model, loss: LossFn, inner_lr: float, num_inner_steps: int = 1,
-                 first_order: bool = False, *, adapt: str | Callable = "weights", task_axis: str = "loop",
+                 first_order: bool = False, *, adapted: str | Callable = "weights", task_axis: str = "loop",
                  training: bool = True, jit_compile: bool = False):
         if not model.built:
             raise ValueError("MAML needs a built model: give it an Input or call it once on a batch first")
@@ -82,7 +82,7 @@ class MAML:
         self.inner_lr, self.num_inner_steps = inner_lr, int(num_inner_steps)
         self.first_order, self.task_axis, self.training = bool(first_order), task_axis, training
         self.variables = list(model.trainable_variables)
-        self.adaptable = _adaptable(model, self.variables, adapt)
+        self.adaptable = _adaptable(model, self.variables, adapted)
         if not self.first_order:
             # First order never differentiates through the moments twice: nothing to warn about.
             warn_inexact_batch_norm(model)
@@ -229,13 +229,13 @@ class MAML:
         return tf.stack([fn(task) for task in per_task])
 
 
-def _adaptable(model: keras.Model, variables: list, adapt) -> list[bool]:
-    if callable(adapt):
-        return [bool(adapt(v)) for v in variables]
-    if adapt == "all":
+def _adaptable(model: keras.Model, variables: list, adapted) -> list[bool]:
+    if callable(adapted):
+        return [bool(adapted(v)) for v in variables]
+    if adapted == "all":
         return [True] * len(variables)
-    if adapt != "weights":
-        raise ValueError(f"adapt must be 'weights', 'all' or a predicate on variables, got {adapt!r}")
+    if adapted != "weights":
+        raise ValueError(f"adapted must be 'weights', 'all' or a predicate on variables, got {adapted!r}")
     norm_ids = {id(v) for layer in model._flatten_layers(include_self=False, recursive=True)
                 if isinstance(layer, _NORMALIZATION) for v in layer.trainable_variables}
     return [id(v) not in norm_ids for v in variables]
