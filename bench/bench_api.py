@@ -78,7 +78,7 @@ def run(args) -> dict:
     from maml_tf.run import set_threads
 
     wl = WORKLOADS[args.workload]
-    cfg = Config(**wl.flags)
+    cfg = Config(**{**wl.flags, **({"meta_batch_size": args.meta_batch_size} if args.meta_batch_size else {})})
     intra, inter = set_threads(cfg)
     sides, check = build_sides(cfg, args.task_axes.split(","))
     first = {}
@@ -101,7 +101,8 @@ def run(args) -> dict:
                 out = step()
             _block(out)
             rates[name].append(calls[name] / (time.perf_counter() - t0))
-    result = {"workload": args.workload, "description": wl.description, "intra_op": intra, "inter_op": inter,
+    result = {"workload": args.workload, "description": wl.description + (
+                  f" (meta-batch {cfg.meta_batch_size} here)" if args.meta_batch_size else ""), "intra_op": intra, "inter_op": inter,
               "rounds": args.rounds, "first_call_s": first, "rates": rates,
               "its_per_s_median": {n: statistics.median(r) for n, r in rates.items()},
               "metagrad_max_rel_diff_vs_faithful": check}
@@ -129,6 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seconds", type=float, default=3.0, help="target seconds per variant per round")
+    p.add_argument("--meta_batch_size", type=int, default=0, help="override the workload's (0: keep; tests use 2)")
     p.add_argument("--json", default=None, help="also write the result as JSON to this file")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -211,3 +211,28 @@ def test_which_variables_adapt_and_constructor_errors():
         _maml(model, task_axis="pmap")
     with pytest.raises(ValueError, match="adapted must be"):
         _maml(model, adapted="some")
+
+
+@pytest.mark.slow
+def test_export_loads_in_a_process_without_maml_tf(tmp_path):
+    model = _tiny_cnn(dtype="float32", classes=3)
+    maml = _maml(model, inner_lr=0.2, steps=1)
+    sx, sy, qx, _ = (t.astype(np.float32) for t in _tasks(np.random.default_rng(5)))
+    out = maml_tf.export_maml(maml, str(tmp_path / "exp"))
+    np.savez(tmp_path / "in.npz", sx=sx, sy=sy, qx=qx)
+    child = (
+        "import importlib.abc, sys, numpy as np\n"
+        "class Refuse(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'maml_tf': raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "import tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1]); d = np.load(sys.argv[2])\n"
+        "p = m.signatures['adapt_and_predict'](support_x=tf.constant(d['sx']), support_y=tf.constant(d['sy']),\n"
+        "    query_x=tf.constant(d['qx']), num_steps=tf.constant(2), step_size=tf.constant(-1.0))['predictions']\n"
+        "np.save(sys.argv[3], p.numpy())\n")
+    proc = subprocess.run([sys.executable, "-c", child, out, str(tmp_path / "in.npz"), str(tmp_path / "out.npy")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), maml._adapt_and_predict(sx, sy, qx, 2, None),
+                               rtol=1e-5, atol=1e-6)

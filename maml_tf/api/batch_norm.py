@@ -11,6 +11,7 @@ statistics), and `inexact_batch_norm_layers` / `warn_inexact_batch_norm` find th
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import keras
 import tensorflow as tf
@@ -51,15 +52,15 @@ def inexact_batch_norm_layers(model: keras.layers.Layer) -> list[keras.layers.La
     return found
 
 
-_warned: set[int] = set()
+_warned: "weakref.WeakSet[keras.layers.Layer]" = weakref.WeakSet()  # not ids: those are reused after collection
 
 
 def warn_inexact_batch_norm(model: keras.layers.Layer, stacklevel: int = 3) -> list[keras.layers.Layer]:
     """Warn once per layer about each inexact batch-norm layer of `model`; returns them all."""
     layers = inexact_batch_norm_layers(model)
-    new = [layer for layer in layers if id(layer) not in _warned]
+    new = [layer for layer in layers if layer not in _warned]
     if new:
-        _warned.update(id(layer) for layer in new)
+        _warned.update(new)
         names = ", ".join(repr(layer.name) for layer in new)
         warnings.warn(
             f"{names}: keras.layers.BatchNormalization computes its batch moments with tf.nn.moments, whose "
