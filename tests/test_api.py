@@ -236,3 +236,14 @@ def test_export_loads_in_a_process_without_maml_tf(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), maml._adapt_and_predict(sx, sy, qx, 2, None),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_jit_compiled_meta_gradients_equal_the_eager_ones():
+    model = _tiny_cnn()
+    tasks = _tasks(np.random.default_rng(6))
+    loss_jit, grads_jit = _maml(model, jit_compile=True).meta_gradients(tasks)
+    loss, grads = _maml(model)._meta_gradients(tasks)
+    assert float(loss_jit) == pytest.approx(float(loss), rel=1e-12)
+    for a, b in zip(grads_jit, grads):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)

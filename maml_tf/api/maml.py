@@ -89,6 +89,7 @@ class MAML:
         self._jit = jit_compile
         self._meta_gradients_fn = tf.function(self._meta_gradients, jit_compile=jit_compile)
         self._predict_fn = tf.function(self._adapt_and_predict, jit_compile=jit_compile)
+        # one compiled update per optimizer; each closure keeps its optimizer alive, so ids are not reused
         self._update_fns: dict[int, Callable] = {}
 
     # -- one task -----------------------------------------------------------------------------
