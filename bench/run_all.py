@@ -1,11 +1,11 @@
-"""Every benchmark in one command: supervised MAML, the data pipeline, the RL environments, the RL sampler/TRPO step.
+"""Every benchmark in one command: supervised MAML, the public API vs the faithful path, the data pipeline, the RL environments, the RL sampler/TRPO step.
 
     scripts/venv.sh python bench/run_all.py             # tables on stdout
     scripts/venv.sh python bench/run_all.py --quick     # shorter runs (fewer repeats, small RL batches)
     scripts/venv.sh python bench/run_all.py --json all.json
 
 The supervised suite (bench_supervised.py) reports structured rows; bench_ops.py (kernel time by op type),
-bench_data.py, bench_envs.py and bench_rl.py
+bench_api.py (maml_tf.MAML vs the faithful path), bench_data.py, bench_envs.py and bench_rl.py
 print their own tables, which are passed through (and stored as text lines under --json). Each
 suite runs in its own process, one after the other, so they do not compete for the cores.
 """
@@ -39,8 +39,8 @@ def _tf_noise(line: str) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller RL batches")
-    ap.add_argument("--only", default="supervised,ops,data,envs,rl",
-                    help="comma-separated suites: supervised, ops, data, envs, rl")
+    ap.add_argument("--only", default="supervised,ops,api,data,envs,rl",
+                    help="comma-separated suites: supervised, ops, api, data, envs, rl")
     ap.add_argument("--workloads", default=None, help="supervised workloads, for the supervised and ops suites (default: all five)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per suite")
     ap.add_argument("--json", default=None, help="write every result to this file")
@@ -66,6 +66,7 @@ def main(argv=None) -> int:
             status = 1
         report["supervised"] = rows
     for name, script, quick in (("ops", "bench_ops.py", ["--steps", "1", "--top", "6"]),
+                                ("api", "bench_api.py", ["--rounds", "2", "--seconds", "1", "--warmup", "1"]),
                                 ("data", "bench_data.py", ["--seconds", "2"]),
                                 ("envs", "bench_envs.py", ["--steps", "1000", "--vector-steps", "100"]),
                                 ("rl", "bench_rl.py", ["--quick"])):
