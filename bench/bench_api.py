@@ -45,7 +45,7 @@ def build_sides(cfg, task_axes):
     import tensorflow as tf
 
     from maml_tf.api import MAML, losses, reference_nets
-    from maml_tf.experiment import build, weight_tensors
+    from maml_tf.learner import build, weight_tensors
 
     learner = build(cfg)
     weights = {n: v.numpy() for n, v in weight_tensors(learner).items()}
