@@ -41,7 +41,11 @@ def save(path: str, theta: np.ndarray, policy: dict, config_json: str, itr: int,
     np.savez(buf, format=np.array(FORMAT), theta=np.asarray(theta), itr=np.int64(itr),
              policy=np.array(json.dumps(policy)), config=np.array(config_json),
              state=np.array(json.dumps(plain)), **{_ARRAY + k: v for k, v in arrays.items()})
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        raise RLCheckpointError(f"could not write checkpoint {path}: {e.strerror or e} (is the disk full, or over a "
+                                "quota?); the file already there, if any, is intact") from None
 
 
 def load(path: str) -> dict:

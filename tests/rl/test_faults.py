@@ -178,3 +178,19 @@ def test_point_vector_env_refuses_boolean_goals():
     env = PointGoalVectorEnv(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="point tasks must be an array of numbers"):
         env.reset(options={"task": [[True, False], [0.1, 0.2]]})
+
+
+def test_a_full_disk_during_an_rl_save_says_what_and_where(tmp_path):
+    import resource
+
+    path = str(tmp_path / "latest.npz")
+    rl_checkpoint.save(path, np.zeros(3), {}, "{}", 1, _state())
+    before = open(path, "rb").read()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # Python ignores SIGXFSZ: writes fail with EFBIG
+    try:
+        with pytest.raises(MamlError, match=f"could not write checkpoint {path}: .*disk full.*is intact"):
+            rl_checkpoint.save(path, np.zeros(1 << 20), {}, "{}", 2, _state())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["latest.npz"]
