@@ -138,8 +138,6 @@ def run(cfg: Config, log=print) -> dict:
     streams.check_classes(cfg)
     folder = experiment_folder(cfg)
     if cfg.train:
-        if chief:
-            ensure_writable(folder)
         trainer = None
         if strategy is None:
             learner = build(cfg)
@@ -149,8 +147,10 @@ def run(cfg: Config, log=print) -> dict:
             log(f"--distribute={cfg.distribute}: {strategy.num_replicas_in_sync} replicas, "
                 f"{cfg.meta_batch_size // strategy.num_replicas_in_sync} tasks each"
                 f"{'' if chief else '; not the chief, so this worker writes nothing'}")
-        stream = streams.training_stream(cfg)
+        stream = streams.training_stream(cfg)  # lists the data: a missing folder fails before one is created
         val_stream = streams.validation_stream(cfg)
+        if chief:
+            ensure_writable(folder)
         start = 0
         if not cfg.resume and ckpt.list_iterations(folder):
             raise MamlError(f"--resume=False but {folder} already holds checkpoints "

@@ -158,3 +158,10 @@ def test_parity_refuses_unwritable_outputs_before_comparing(shared_dir, flag, me
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and f"maml_tf.parity: error: {message}" in out.stderr and "Traceback" not in out.stderr
     assert "case A" not in out.stdout  # nothing was compared
+
+
+def test_missing_data_leaves_no_empty_experiment_folder(tmp_path):
+    cfg = Config.from_dict(dict(datasource="omniglot", data_dir=str(tmp_path / "nodata"), logdir=str(tmp_path / "logs")))
+    with pytest.raises(DataError, match=f"--out {tmp_path / 'nodata' / 'omniglot_resized'}"):
+        run(cfg, log=QUIET)
+    assert not os.path.exists(tmp_path / "logs")
