@@ -169,11 +169,9 @@ def check_arguments(env: str, method: str, n_goals: int, goal_chunk: int, n_itr:
     if method not in METHODS:
         raise RLConfigError(f"--method must be one of {METHODS}, got {method!r}")
     for name, value, low in (("n_goals", n_goals, 1), ("goal_chunk", goal_chunk, 1), ("n_itr", n_itr, 1),
-                             ("batch_size", batch_size, PROTOCOLS[env].max_path_length), ("seed", seed, 0),
-                             ("env_workers", env_workers, 0)):
+                             ("batch_size", batch_size, 1), ("seed", seed, 0), ("env_workers", env_workers, 0)):
         if value is not None and value < low:
-            raise RLConfigError(f"--{name} must be >= {low}, got {value}"
-                            + (" (at least one path of the horizon)" if name == "batch_size" else ""))
+            raise RLConfigError(f"--{name} must be >= {low}, got {value}")
 
 
 def summarize(result: dict) -> list[tuple[int, float, float, float | None]]:
