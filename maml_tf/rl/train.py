@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import MamlError
-from maml_tf.files import atomic_write_bytes, atomic_write_text
+from maml_tf.files import atomic_write_text
 from maml_tf.rl import checkpoint as rl_checkpoint
 from maml_tf.rl import distributed
 from maml_tf.rl.advantages import average_return, pack, process_task

@@ -86,8 +86,9 @@ def test_bad_checkpoint_files_are_named(tmp_path, content, message):
     (dict(seed=-1), "--seed must be >= 0"),
 ])
 def test_bad_rl_flags_are_one_message(flags, message):
-    with pytest.raises(MamlError, match=message):
+    with pytest.raises(RLConfigError, match=message):  # a MamlError: the entry points print it as one line
         preset("point", **flags)
+    assert issubclass(RLConfigError, MamlError)
 
 
 @pytest.mark.parametrize("args, message", [
