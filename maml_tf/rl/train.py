@@ -318,21 +318,23 @@ class Trainer:
             atomic_write_text(csv_path, kept.getvalue())
         t_run = time.perf_counter()
         last = {}
-        for itr in range(self.start_itr, cfg.n_itr):
-            row = self.iteration(itr)
-            self._check_finite(itr, row)
-            last = row
-            train_return = row["post_return"] if cfg.mode == "maml" else row["pre_return"]
-            improved = train_return > self.best  # a global value under --distribute: the same on every worker
-            if improved:
-                self.best = train_return
-            if self.is_chief:
-                self._write(itr, row, improved, csv_path)
-            self.log(f"itr {itr:4d} | pre {row['pre_return']:9.3f} | post {row['post_return']:9.3f} | "
-                     f"kl {row['mean_kl']:.4f} | {'ok ' if row['accepted'] else 'REJ'} bt {row['n_backtracks']:2d} | "
-                     f"sample {row['t_sample']:.1f}s update {row['t_update']:.1f}s total {row['t_total']:.1f}s | "
-                     f"{row['env_steps'] / max(row['t_sample'], 1e-9):.0f} steps/s")
-        self.sampler.close()
+        try:  # the env worker processes are closed however the loop ends (a diverged run, Ctrl-C)
+            for itr in range(self.start_itr, cfg.n_itr):
+                row = self.iteration(itr)
+                self._check_finite(itr, row)
+                last = row
+                train_return = row["post_return"] if cfg.mode == "maml" else row["pre_return"]
+                improved = train_return > self.best  # a global value under --distribute: the same on every worker
+                if improved:
+                    self.best = train_return
+                if self.is_chief:
+                    self._write(itr, row, improved, csv_path)
+                self.log(f"itr {itr:4d} | pre {row['pre_return']:9.3f} | post {row['post_return']:9.3f} | "
+                         f"kl {row['mean_kl']:.4f} | {'ok ' if row['accepted'] else 'REJ'} bt {row['n_backtracks']:2d} | "
+                         f"sample {row['t_sample']:.1f}s update {row['t_update']:.1f}s total {row['t_total']:.1f}s | "
+                         f"{row['env_steps'] / max(row['t_sample'], 1e-9):.0f} steps/s")
+        finally:
+            self.sampler.close()
         return {"last": last, "best": self.best, "wall_s": time.perf_counter() - t_run}
 
     def _check_finite(self, itr: int, row: dict) -> None:
