@@ -44,6 +44,9 @@ def write_synthetic(root: str, datasource: str, classes: int, per_class: int) ->
             for i in range(per_class):
                 Image.fromarray((rng.random((28, 28)) > 0.5).astype(np.uint8) * 255).save(
                     os.path.join(folder, f"{i:02d}.png"))
+        from maml_tf.data.omniglot import mark_subset
+
+        mark_subset(base)  # synthetic characters, not Omniglot's
     else:
         for split, count in {"train": classes, "val": 16, "test": 16}.items():
             for c in range(count):

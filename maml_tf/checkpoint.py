@@ -25,9 +25,12 @@ _MODEL_RE = re.compile(r"^model(\d+)$")
 
 
 def save(prefix: str, tensors: Mapping[str, object]) -> None:
-    """Write `tensors` (name -> array/variable/str) as the bundle `prefix`.index/.data-*."""
+    """Write `tensors` (name -> array/variable/str) as the bundle `prefix`.index/.data-*.
+
+    A failed write (a full disk, a quota, a folder gone) raises MamlError saying where; the bundle is
+    built under a temporary name first, so the checkpoints already there are untouched.
+    """
     folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
     names = sorted(tensors)
     values = []
     for n in names:
@@ -38,7 +41,11 @@ def save(prefix: str, tensors: Mapping[str, object]) -> None:
             values.append(tf.convert_to_tensor(v.numpy() if hasattr(v, "numpy") else v))
         else:
             values.append(tf.convert_to_tensor(np.asarray(v)))
-    tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=folder)
+    except OSError as e:
+        raise _write_error(prefix, e) from None
     try:
         tmp_prefix = os.path.join(tmp, "bundle")
         tf.raw_ops.SaveV2(prefix=tmp_prefix, tensor_names=names, shape_and_slices=[""] * len(names), tensors=values)
@@ -46,22 +53,72 @@ def save(prefix: str, tensors: Mapping[str, object]) -> None:
         for path in sorted(glob.glob(tmp_prefix + ".data-*")):
             os.replace(path, os.path.join(folder, base + path[len(tmp_prefix):]))
         os.replace(tmp_prefix + ".index", os.path.join(folder, base + ".index"))  # the index last
+    except (tf.errors.OpError, OSError) as e:
+        raise _write_error(prefix, e) from None
     finally:
         for leftover in glob.glob(os.path.join(tmp, "*")):
             os.remove(leftover)
         os.rmdir(tmp)
 
 
+def _write_error(prefix: str, e: Exception) -> MamlError:
+    reason = getattr(e, "message", None) or getattr(e, "strerror", None) or str(e)
+    return MamlError(f"could not write checkpoint {prefix}: {reason.strip()} (is the disk full, or over a quota?); "
+                     f"nothing was replaced: the checkpoints already in {os.path.dirname(os.path.abspath(prefix))} "
+                     "are intact")
+
+
+class CorruptCheckpoint(MamlError):
+    """A checkpoint whose files exist but cannot be read back (truncated, overwritten, not a bundle)."""
+
+
 def load(prefix: str) -> dict[str, np.ndarray]:
-    """Read every tensor of a bundle; a clear error if it is missing or unreadable."""
-    if not os.path.exists(prefix + ".index"):
-        raise MamlError(f"checkpoint {prefix}: no such checkpoint ({prefix}.index is missing)")
+    """Read every tensor of a bundle; a clear error naming the file if it is missing or unreadable."""
+    index = prefix + ".index"
+    if not os.path.exists(index):
+        raise MamlError(f"checkpoint {prefix}: no such checkpoint ({index} is missing)")
     try:
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as e:
+        raise CorruptCheckpoint(f"checkpoint {prefix} is corrupt or not a TF checkpoint: {index} cannot be read "
+                                f"({_reason(e)})") from None
+    try:
         return {name: reader.get_tensor(name) for name in shapes}
-    except (tf.errors.OpError, ValueError) as e:
-        raise MamlError(f"checkpoint {prefix} is corrupt or not a TF checkpoint: {e.message if hasattr(e, 'message') else e}") from None
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as e:
+        data = ", ".join(sorted(glob.glob(glob.escape(prefix) + ".data-*"))) or f"{prefix}.data-* (missing)"
+        raise CorruptCheckpoint(f"checkpoint {prefix} is corrupt (truncated or overwritten?): {data} cannot be read "
+                                f"({_reason(e)})") from None
+
+
+def _reason(e: Exception) -> str:
+    return (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
+
+
+def load_latest(folder: str, log=print) -> tuple[str, dict[str, np.ndarray]] | None:
+    """(prefix, tensors) of the newest checkpoint in `folder` that reads back whole; None if there is none.
+
+    A newer checkpoint that cannot be read (a truncated copy, a disk that filled up outside our
+    atomic writes) is named and skipped, and the run goes on from the one before it, saying so.
+    """
+    broken = []
+    for itr in reversed(list_iterations(folder)):
+        prefix = os.path.join(folder, f"model{itr}")
+        try:
+            tensors = load(prefix)
+        except CorruptCheckpoint as e:
+            broken.append(prefix)
+            log(f"Warning: {e}; falling back to the checkpoint before it")
+            continue
+        if broken:
+            log(f"Resuming from {prefix}, the newest intact checkpoint ({', '.join(broken)} could not be read; "
+                "left as it is, for you to inspect or delete)")
+        return prefix, tensors
+    if broken:
+        raise MamlError(f"no readable checkpoint in {folder}: {', '.join(os.path.basename(b) for b in broken)} "
+                        f"{'is' if len(broken) == 1 else 'are all'} corrupt (see above); move "
+                        f"{'it' if len(broken) == 1 else 'them'} away to start afresh")
+    return None
 
 
 def write_state(folder: str, latest: str, all_paths: list[str]) -> None:
@@ -100,10 +157,14 @@ class CheckpointManager:
     def save(self, itr: int, tensors: Mapping[str, object]) -> str:
         prefix = os.path.join(self.folder, f"model{itr}")
         save(prefix, tensors)
-        its = list_iterations(self.folder)
-        for old in its[: max(0, len(its) - self.max_to_keep)]:
-            for path in glob.glob(os.path.join(self.folder, f"model{old}.*")):
-                os.remove(path)
-        kept = [f"model{i}" for i in list_iterations(self.folder)]
-        write_state(self.folder, f"model{itr}", kept)
+        try:
+            its = list_iterations(self.folder)
+            for old in its[: max(0, len(its) - self.max_to_keep)]:
+                for path in glob.glob(os.path.join(self.folder, f"model{old}.*")):
+                    os.remove(path)
+            kept = [f"model{i}" for i in list_iterations(self.folder)]
+            write_state(self.folder, f"model{itr}", kept)
+        except OSError as e:
+            raise MamlError(f"checkpoint {prefix} was written, but updating {os.path.join(self.folder, STATE_FILE)} "
+                            f"failed: {e.strerror or e} (is the disk full?)") from None
         return prefix

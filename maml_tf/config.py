@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from maml_tf.errors import MamlError
@@ -142,10 +143,15 @@ class Config:
                      "inter_op_threads"):
             if getattr(self, flag) < 0:
                 bad(flag, "must be >= 0")
-        if self.meta_lr <= 0:
-            bad("meta_lr", "must be > 0")
-        if self.update_lr < 0:
-            bad("update_lr", "must be >= 0")
+        # NaN passes every comparison, so step sizes are checked for finiteness first.
+        if not math.isfinite(self.meta_lr) or self.meta_lr <= 0:
+            bad("meta_lr", "must be a finite number > 0")
+        if not math.isfinite(self.update_lr) or self.update_lr < 0:
+            bad("update_lr", "must be a finite number >= 0")
+        if not math.isfinite(self.train_update_lr):
+            bad("train_update_lr", "must be -1 (same as --update_lr) or a finite number >= 0")
+        if not 0 <= self.seed < 2 ** 31 - 6:  # numpy seeds are unsigned; validation uses --seed + 6
+            bad("seed", f"must be an integer in [0, {2 ** 31 - 7}]")
         if self.test_iter != -1 and self.test_iter <= 0:
             bad("test_iter", "must be -1 (latest checkpoint) or a positive iteration")
         if self.train_update_batch_size != -1 and self.train_update_batch_size <= 0:

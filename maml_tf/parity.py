@@ -256,6 +256,23 @@ def format_table(chk: Checker, quiet: bool = False) -> str:
     return "\n".join(lines)
 
 
+def check_outputs(dump: str | None, json_path: str | None) -> None:
+    """Refuse unwritable --dump / --json before the comparison (minutes for the larger cases), not after it."""
+    from maml_tf.files import writable_problem
+
+    if dump:
+        problem = writable_problem(dump)
+        if problem:
+            raise MamlError(f"--dump: cannot write to {dump}: {problem}")
+    if json_path:
+        if os.path.isdir(json_path):
+            raise MamlError(f"--json: {json_path} is a folder; give a file name")
+        folder = os.path.dirname(os.path.abspath(json_path))
+        problem = writable_problem(folder)
+        if problem:
+            raise MamlError(f"--json: cannot write {json_path} (folder {folder}: {problem})")
+
+
 def main(argv) -> None:
     if len(argv) < 2:
         raise app.UsageError("usage: python -m maml_tf.parity FIXTURE.json [FIXTURE.json ...] [--dump DIR] [--json FILE]")
@@ -263,6 +280,11 @@ def main(argv) -> None:
     unknown = set(which) - {"primary", "firstorder", "normvariants", "float64"}
     if unknown:
         raise app.UsageError(f"--files: unknown {sorted(unknown)}")
+    try:
+        check_outputs(FLAGS.dump, FLAGS.json)
+    except MamlError as e:
+        print(f"maml_tf.parity: error: {e}", file=sys.stderr)
+        sys.exit(2)
     import tensorflow as tf
 
     # Each fixture variant builds its own learner (a new tf.function each): TF's "retracing" warning

@@ -6,6 +6,7 @@ replica takes its slice; only the chief writes the experiment folder and runs th
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import zlib
@@ -48,6 +49,19 @@ def check_same_run(cfg: Config, saved: dict | None, prefix: str) -> None:
         detail = ", ".join(f"--{k}={saved[k]!r} there, {now[k]!r} now" for k in diff)
         raise MamlError(f"{prefix} was written by a run with other flags ({detail}); use another --logdir, "
                         f"or move the old checkpoints away")
+
+
+def check_same_data(stream, saved: str | bytes | None, prefix: str) -> None:
+    """Refuse to resume on a training split other than the checkpoint's (--data_dir may move, not change)."""
+    if not saved:
+        return
+    saved = json.loads(saved.decode() if isinstance(saved, bytes) else saved)
+    now = json.loads(stream.fingerprint())
+    if saved["sha256"] != now["sha256"]:
+        raise MamlError(f"{prefix} was trained on other data: its {saved['split']} split held {saved['classes']} "
+                        f"classes, {saved['images']} images (in {saved['folder']}); --data_dir now gives "
+                        f"{now['classes']} classes, {now['images']} images (in {now['folder']}), not the same files. "
+                        "Point --data_dir at the data the run started with, or use another --logdir")
 
 
 def _cpu_count() -> int:
@@ -123,8 +137,6 @@ def run(cfg: Config, log=print) -> dict:
     streams.check_classes(cfg)
     folder = experiment_folder(cfg)
     if cfg.train:
-        if chief:
-            ensure_writable(folder)
         trainer = None
         if strategy is None:
             learner = build(cfg)
@@ -135,32 +147,40 @@ def run(cfg: Config, log=print) -> dict:
             log(f"--distribute={cfg.distribute}: {strategy.num_replicas_in_sync} replicas, "
                 f"{cfg.meta_batch_size // strategy.num_replicas_in_sync} tasks each"
                 f"{'' if chief else '; not the chief, so this worker writes nothing'}")
-        stream = streams.training_stream(cfg)
+        stream = streams.training_stream(cfg)  # lists the data: a missing folder fails before one is created
         val_stream = streams.validation_stream(cfg)
+        if chief:
+            ensure_writable(folder)
         start = 0
         if not cfg.resume and ckpt.list_iterations(folder):
             raise MamlError(f"--resume=False but {folder} already holds checkpoints "
                             f"({', '.join(f'model{i}' for i in ckpt.list_iterations(folder))}); they are not "
                             "overwritten: use another --logdir, or move them away")
-        prefix = ckpt.find(folder) if cfg.resume else None
-        if prefix is not None:
-            tensors = ckpt.load(prefix)
-            restored_adam = assign_state(learner, tensors, prefix)
+        found = ckpt.load_latest(folder, log=log) if cfg.resume else None
+        if found is not None:
+            prefix, tensors = found
             nxt, state, saved = loop.read_resume_info(tensors)
             check_same_run(cfg, saved, prefix)
+            check_same_data(stream, tensors.get(loop.DATA), prefix)
+            restored_adam = assign_state(learner, tensors, prefix)
             # A reference checkpoint has no position: main.py resumes at the saved iteration.
             start = nxt if nxt is not None else loop.iteration_of(prefix)
             if state is not None:
                 stream.set_state(state)
             log(f"Restoring model weights from {prefix} (resuming at iteration {start}"
                 f"{'' if restored_adam else '; no optimizer state in it, Adam starts fresh'})")
+        # Every split this run reads is decoded now: a bad image fails here, not hours in.
+        test_cfg = cfg.replace(train=False) if cfg.test_after_train else None
+        test_stream = streams.test_stream(test_cfg, test_cfg.test_chunk) if test_cfg and chief else None
+        for s in (stream, val_stream, test_stream):
+            if s is not None:
+                s.check_data()
         if strategy is not None:
             check_workers_agree(strategy, cfg, learner, start, stream)
         loop.train(cfg, learner, folder, stream, val_stream, start, log=log, trainer=trainer, write=chief)
         if not cfg.test_after_train:
             return {}
-        cfg = cfg.replace(train=False)
-        return test(cfg, weights_from=learner, log=log) if chief else _not_chief(log)
+        return test(test_cfg, weights_from=learner, log=log, stream=test_stream) if chief else _not_chief(log)
     return test(cfg, log=log) if chief else _not_chief(log)
 
 
@@ -184,8 +204,9 @@ def check_workers_agree(strategy, cfg: Config, learner, start: int, stream) -> N
                         f"same checkpoint (a shared --logdir, or a copy of the chief's {cfg.exp_string}/)")
 
 
-def test(cfg: Config, weights_from=None, log=print) -> dict:
-    """The 600-task protocol on checkpoint --test_iter (or the latest) of the experiment folder."""
+def test(cfg: Config, weights_from=None, log=print, stream=None) -> dict:
+    """The 600-task protocol on checkpoint --test_iter (or the latest) of the experiment folder
+    (`stream`: the test tasks, when the caller already built them)."""
     folder = experiment_folder(cfg)
     learner = build(cfg, meta_batch_size=1)
     if weights_from is not None:
@@ -204,7 +225,8 @@ def test(cfg: Config, weights_from=None, log=print) -> dict:
     log(f"Testing {source} on {cfg.num_test_tasks} tasks, K={cfg.update_batch_size}, alpha={cfg.update_lr}, "
         f"{cfg.test_num_updates} steps")
     t0 = time.time()
-    values = test_protocol.run_test(cfg, learner, streams.test_stream(cfg, cfg.test_chunk), log=log)
+    stream = streams.test_stream(cfg, cfg.test_chunk) if stream is None else stream
+    values = test_protocol.run_test(cfg, learner, stream, log=log)
     stats = test_protocol.summarize(values)
     log("Mean validation accuracy/loss, stddev, and confidence intervals")
     log((np.array(stats["means"]), np.array(stats["stds"]), np.array(stats["ci95"])))

@@ -66,7 +66,7 @@ def test_resume_continues_exactly(tmp_path):
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_corrupt_checkpoint_on_resume_is_a_clear_error_and_nothing_is_overwritten(tmp_path):
+def test_corrupt_checkpoint_on_resume_falls_back_and_nothing_is_overwritten(tmp_path):
     cfg = Config.from_dict({**SIN, "metatrain_iterations": 12, "logdir": str(tmp_path)})
     run(cfg, log=lambda *a: None)
     folder = os.path.join(str(tmp_path), cfg.exp_string)
@@ -75,10 +75,23 @@ def test_corrupt_checkpoint_on_resume_is_a_clear_error_and_nothing_is_overwritte
         f.seek(10)
         f.write(b"garbage!" * 8)
     before = {p: os.path.getmtime(os.path.join(folder, p)) for p in os.listdir(folder)}
-    with pytest.raises(MamlError, match="model11 is corrupt"):
-        run(cfg.replace(metatrain_iterations=30), log=lambda *a: None)
-    after = {p: os.path.getmtime(os.path.join(folder, p)) for p in os.listdir(folder) if not p.startswith("events")}
-    assert all(before[p] == t for p, t in after.items())
+    logs = []
+    run(cfg.replace(metatrain_iterations=14), log=logs.append)
+    assert any(f"{data} cannot be read" in str(l) and "falling back" in str(l) for l in logs)
+    assert any("Restoring model weights from" in str(l) and "model10 (resuming at iteration 11" in str(l) for l in logs)
+    after = {p: os.path.getmtime(os.path.join(folder, p)) for p in os.listdir(folder) if p in before}
+    assert all(before[p] == t for p, t in after.items() if not p.startswith(("events", "checkpoint")))
+
+
+def test_no_readable_checkpoint_is_a_clear_error(tmp_path):
+    cfg = Config.from_dict({**SIN, "metatrain_iterations": 3, "logdir": str(tmp_path)})
+    run(cfg, log=lambda *a: None)
+    folder = os.path.join(str(tmp_path), cfg.exp_string)
+    for p in os.listdir(folder):
+        if p.startswith("model2.data"):
+            os.truncate(os.path.join(folder, p), 50)
+    with pytest.raises(MamlError, match=r"no readable checkpoint in .*: model2 is corrupt \(see above\); move it away"):
+        run(cfg.replace(metatrain_iterations=5), log=lambda *a: None)
 
 
 def test_mismatched_checkpoint_names_the_variable(tmp_path):

@@ -21,14 +21,19 @@ FORMAT = ImageFormat(name="miniimagenet", height=84, width=84, channels=3, exten
                      invert=False, rotate=False)
 
 
+def prepare_command(data_dir: pathlib.Path | str) -> str:
+    """The command that prepares the folder `data_dir` (named as the user gave it)."""
+    return f"python -m maml_tf.data.prepare_miniimagenet --src DIR_WITH_IMAGES_AND_CSVS --out {data_dir}"
+
+
 def class_folders(data_dir: pathlib.Path, split: str) -> list[pathlib.Path]:
     """The class folders of `split`, sorted by name (the reference used unsorted os.listdir)."""
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
     data_dir = pathlib.Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError(f"MiniImagenet data folder {data_dir} not found; prepare it with:\n  {PREPARE_COMMAND}")
+        raise DataError(f"MiniImagenet data folder {data_dir} not found; prepare it with:\n  {prepare_command(data_dir)}")
     split_dir = data_dir / split
     if not split_dir.is_dir():
-        raise DataError(f"MiniImagenet split folder {split_dir} not found; prepare it with:\n  {PREPARE_COMMAND}")
+        raise DataError(f"MiniImagenet split folder {split_dir} not found; prepare it with:\n  {prepare_command(data_dir)}")
     return list_subfolders(split_dir)

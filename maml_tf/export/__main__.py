@@ -11,8 +11,10 @@
     # a MAML-RL policy checkpoint of maml_tf.rl
     python -m maml_tf.export --rl_checkpoint=logs/rl/point/latest.npz --export_dir=exports/point
 
-The experiment flags are those of `python -m maml_tf.main` (they fix the architecture and the
-inner-loop defaults). --test_iter picks the checkpoint as in testing (-1: the latest).
+The experiment flags are those of `python -m maml_tf.main` (they find the experiment folder and fix
+the architecture and the inner-loop defaults). A maml-tf checkpoint records the flags it was trained
+with: flags not given take those values, and a given flag that differs is refused. --test_iter picks
+the checkpoint as in testing (-1: the latest).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from maml_tf.export.saved_model import export_saved_model, resolve_checkpoint
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "[export] folder to write the SavedModel to (must not exist)")
-flags.DEFINE_bool("overwrite", False, "[export] replace --export_dir if it exists")
+flags.DEFINE_bool("overwrite", False, "[export] replace --export_dir if it is a previous export")
 flags.DEFINE_string("rl_checkpoint", None, "[export] a maml_tf.rl policy checkpoint (.npz) to export instead "
                     "(the supervised experiment flags are then ignored)")
 flags.DEFINE_string("checkpoint", None, "[export] checkpoint prefix to export (default: --test_iter of "
@@ -48,7 +50,8 @@ def main(argv) -> None:
             return
         cfg = _main.config_from_flags()
         prefix = resolve_checkpoint(cfg, FLAGS.checkpoint)
-        out = export_saved_model(cfg, prefix, FLAGS.export_dir, overwrite=FLAGS.overwrite)
+        given = {name for name in _main.FLAG_NAMES if FLAGS[name].present}
+        out = export_saved_model(cfg, prefix, FLAGS.export_dir, overwrite=FLAGS.overwrite, explicit=given)
         print(f"Exported {prefix} ({cfg.exp_string}) to {out}")
         print("  signatures: serving_default(x), adapt_and_predict(support_x, support_y, query_x, num_steps, "
               "step_size); flags and variable names in assets/maml_tf_export.json")

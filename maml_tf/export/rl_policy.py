@@ -74,6 +74,8 @@ def export_rl_policy(checkpoint: str, export_dir: str, overwrite: bool = False) 
     try:
         ck = load_checkpoint(checkpoint)
         policy, theta = load_policy(checkpoint)
+    except MamlError:
+        raise  # already names the file and the problem
     except (FileNotFoundError, KeyError, ValueError, OSError) as e:
         raise MamlError(f"--rl_checkpoint {checkpoint}: not a readable maml_tf.rl checkpoint ({e})") from None
     cfg = ck["config"]

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Collection
 
 import tensorflow as tf
 
@@ -77,15 +78,43 @@ def resolve_checkpoint(cfg: Config, checkpoint: str | None) -> str:
     return prefix
 
 
-def export_saved_model(cfg: Config, checkpoint_prefix: str, export_dir: str, overwrite: bool = False) -> str:
-    """Export the weights of `checkpoint_prefix` (maml-tf or reference TF1) under `cfg` to `export_dir`."""
+def export_saved_model(cfg: Config, checkpoint_prefix: str, export_dir: str, overwrite: bool = False,
+                       explicit: Collection[str] | None = None) -> str:
+    """Export the weights of `checkpoint_prefix` (maml-tf or reference TF1) under `cfg` to `export_dir`.
+
+    A maml-tf checkpoint records the flags it was trained with; those are what the SavedModel bakes
+    in (default step size and step count) and records. `explicit` names the flags the user gave:
+    one that differs from the checkpoint's is refused; the others take the checkpoint's value
+    (None: every flag of `cfg` counts as given, so any difference is refused).
+    """
     target = os.path.abspath(export_dir)
     _check_target(target, overwrite)
     tensors = ckpt.load(checkpoint_prefix)
+    cfg = training_config(cfg, tensors, checkpoint_prefix, explicit)
     module, model = build_module(cfg, tensors, checkpoint_prefix)
     meta = describe(cfg, module, model, checkpoint_prefix)
 
     return save_module(module, meta, target, overwrite, module.signatures)
+
+
+def training_config(cfg: Config, tensors: dict, source: str, explicit: Collection[str] | None = None) -> Config:
+    """`cfg` with the training flags recorded in a maml-tf checkpoint (unchanged for a reference checkpoint)."""
+    from maml_tf.run import RESUMABLE_CHANGES
+    from maml_tf.train.loop import CONFIG
+
+    saved = tensors.get(CONFIG)
+    if saved is None:
+        return cfg
+    saved = json.loads(saved.decode() if isinstance(saved, bytes) else saved)
+    now = cfg.to_dict()
+    differ = {k: saved[k] for k in now if k in saved and k not in RESUMABLE_CHANGES and saved[k] != now[k]}
+    given = [k for k in sorted(differ) if explicit is None or k in explicit]
+    if given:
+        detail = ", ".join(f"--{k}={now[k]!r} given, {saved[k]!r} in training" for k in given)
+        raise MamlError(f"{source} was trained with other flags ({detail}); the export records and bakes in the "
+                        "training values, so drop those flags (adapt_and_predict takes num_steps and step_size "
+                        "at run time)")
+    return cfg.replace(**differ) if differ else cfg
 
 
 def save_module(module: tf.Module, meta: dict, target: str, overwrite: bool, signatures) -> str:
@@ -114,11 +143,19 @@ def save_module(module: tf.Module, meta: dict, target: str, overwrite: bool, sig
 
 
 def _check_target(target: str, overwrite: bool) -> None:
-    if os.path.exists(target) and not overwrite:
+    """Refuse an existing target, unless `overwrite` and it is a previous export (its asset json present):
+    --overwrite pointed at a training folder or any other folder must not delete it."""
+    if not os.path.exists(target):
+        return
+    if not overwrite:
         raise MamlError(f"--export_dir {target} already exists; choose another folder or pass --overwrite "
                         "to replace it")
-    if os.path.exists(target) and not os.path.isdir(target):
+    if not os.path.isdir(target):
         raise MamlError(f"--export_dir {target} exists and is not a folder; refusing to replace it")
+    if not os.path.isfile(os.path.join(target, "assets", ASSET_NAME)):
+        raise MamlError(f"--export_dir {target} exists and is not a maml_tf export (no assets/{ASSET_NAME}); "
+                        "--overwrite replaces only a previous export, never another folder: choose another "
+                        "--export_dir")
 
 
 def read_metadata(export_dir: str) -> dict:

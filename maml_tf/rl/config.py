@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 from maml_tf.errors import MamlError
 from maml_tf.flagspec import setting
 from maml_tf.rl.envs.registration import FAMILIES, env_info
 
 ALGOS = ("maml", "pretrain", "oracle")
+
+
+class RLConfigError(MamlError, ValueError):
+    """A bad RL flag: the entry points print it as one message (a ValueError for older callers)."""
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
 
 # family -> reference MAML settings (fast_lr, fast_batch_size, meta_batch_size, H, n_itr, step size)
@@ -111,30 +116,37 @@ class RLConfig:
 
     def validate(self) -> "RLConfig":
         if self.env not in MAML_PRESETS:
-            raise ValueError(f"--env must be one of {sorted(MAML_PRESETS)}, got {self.env!r}")
+            raise RLConfigError(f"--env must be one of {sorted(MAML_PRESETS)}, got {self.env!r}")
         if self.algo not in ALGOS:
-            raise ValueError(f"--algo must be one of {ALGOS}, got {self.algo!r}")
+            raise RLConfigError(f"--algo must be one of {ALGOS}, got {self.algo!r}")
         if self.inference not in ("numpy", "tf"):
-            raise ValueError(f"--inference must be 'numpy' or 'tf', got {self.inference!r}")
+            raise RLConfigError(f"--inference must be 'numpy' or 'tf', got {self.inference!r}")
         if self.hvp not in ("fd", "exact"):
-            raise ValueError(f"--hvp must be 'fd' or 'exact', got {self.hvp!r}")
+            raise RLConfigError(f"--hvp must be 'fd' or 'exact', got {self.hvp!r}")
         if self.distribute not in DISTRIBUTE:
-            raise MamlError(f"--distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
+            raise RLConfigError(f"--distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
         if self.distribute != "none" and self.mode != "maml":
-            raise MamlError(f"--distribute={self.distribute} runs MAML-TRPO only (--algo=maml); "
+            raise RLConfigError(f"--distribute={self.distribute} runs MAML-TRPO only (--algo=maml); "
                             f"--algo={self.algo} trains in one process (--distribute=none)")
         for name in ("fast_batch_size", "meta_batch_size", "max_path_length", "n_itr", "batch_size",
                      "snapshot_gap", "envs_per_task"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.meta_step_size <= 0:
-            raise ValueError(f"--meta_step_size must be > 0, got {self.meta_step_size}")
+                raise RLConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        # NaN passes every comparison, so finiteness comes first.
+        for name in ("fast_lr", "meta_step_size", "pretrain_lr", "fd_base_eps"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise RLConfigError(f"--{name} must be a finite number > 0, got {value}")
+        if self.seed < 0:
+            raise RLConfigError(f"--seed must be >= 0, got {self.seed}")
+        if not 0 <= self.gae_lambda <= 1:
+            raise RLConfigError(f"--gae_lambda must be in [0, 1], got {self.gae_lambda}")
         if not 0 < self.discount <= 1:
-            raise ValueError(f"--discount must be in (0, 1], got {self.discount}")
+            raise RLConfigError(f"--discount must be in (0, 1], got {self.discount}")
         if self.num_grad_updates != 1 and self.mode == "maml":
-            raise ValueError("--num_grad_updates must be 1 for MAML training (all paper runs; see spec 3.9)")
+            raise RLConfigError("--num_grad_updates must be 1 for MAML training (all paper runs; see spec 3.9)")
         if self.mode == "trpo" and self.batch_size < self.max_path_length:
-            raise ValueError(f"--batch_size ({self.batch_size}) must be at least one path (H={self.max_path_length})")
+            raise RLConfigError(f"--batch_size ({self.batch_size}) must be at least one path (H={self.max_path_length})")
         self._validate_env_workers()
         env_info(self.env_id)
         return self
@@ -143,23 +155,23 @@ class RLConfig:
         """--env_workers: >= 0; above 1 not with --asynchronous, not for point, and dividing the env count."""
         w = self.env_workers
         if isinstance(w, bool) or not isinstance(w, int) or w < 0:
-            raise ValueError(f"--env_workers must be an integer >= 0 (0 or 1: step the envs in-process), got {w!r}")
+            raise RLConfigError(f"--env_workers must be an integer >= 0 (0 or 1: step the envs in-process), got {w!r}")
         if w <= 1:
             return
         if self.asynchronous:
-            raise ValueError(f"--env_workers={w} (a block of envs per process) and --asynchronous (a process per "
+            raise RLConfigError(f"--env_workers={w} (a block of envs per process) and --asynchronous (a process per "
                              f"env) exclude each other; pick one")
         if self.env == "point":
             # The point env is stepped in-process: as one numpy batch (MAML) or as gym envs whose step is
             # a few array ops; a pipe round trip per lock-step costs more than the stepping itself.
-            raise ValueError(f"--env_workers={w}: the point env is stepped in-process (a few array ops per step, "
+            raise RLConfigError(f"--env_workers={w}: the point env is stepped in-process (a few array ops per step, "
                              f"cheaper than a round trip to a worker process); use --env_workers=0")
         if self.distribute != "none":
             return  # each worker's share of the tasks is known only at run time; the sampler checks it
         n = self.trpo_envs() if self.mode == "trpo" else self.meta_batch_size * self.envs_per_task
         if w > n or n % w:
             valid = [d for d in range(1, n + 1) if n % d == 0]
-            raise ValueError(f"--env_workers={w} must divide the sampler's {n} envs (a block of equal size per "
+            raise RLConfigError(f"--env_workers={w} must divide the sampler's {n} envs (a block of equal size per "
                              f"process); valid counts: {valid}")
 
     def trpo_envs(self) -> int:
@@ -181,10 +193,12 @@ class RLConfig:
 def preset(env: str, algo: str = "maml", **overrides) -> RLConfig:
     """The reference settings for (env, algo), with explicit overrides applied last."""
     if env not in MAML_PRESETS:
-        raise ValueError(f"--env: unknown experiment {env!r}; choose from {sorted(MAML_PRESETS)}")
+        raise RLConfigError(f"--env: unknown experiment {env!r}; choose from {sorted(MAML_PRESETS)}")
     base: dict = dict(env=env, algo=algo)
     base.update(MAML_PRESETS[env])
     if algo == "oracle" or (algo == "pretrain" and env != "point"):
         base.update(TRPO_PRESETS[env])
     base.update({k: v for k, v in overrides.items() if v is not None})
+    if algo not in ALGOS:
+        raise RLConfigError(f"--algo must be one of {ALGOS}, got {algo!r}")
     return RLConfig(**base).validate()

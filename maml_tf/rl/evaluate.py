@@ -29,8 +29,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from maml_tf.files import atomic_savefig, atomic_write_text
+from maml_tf.errors import MamlError
+from maml_tf.files import atomic_savefig, atomic_write_text, writable_problem
 from maml_tf.rl.advantages import pack, process_task
+from maml_tf.rl.config import RLConfigError
 from maml_tf.rl.envs.registration import FAMILIES, env_info, sample_tasks
 from maml_tf.rl.maml_trpo import MetaObjective, to_batch
 from maml_tf.rl.policies import GaussianMLPPolicy, MLPPolicy
@@ -89,7 +91,10 @@ def adapt_and_record(policy: MLPPolicy, theta: np.ndarray, env_id: str, goals: n
     """
     n = len(goals)
     k = max(1, min(100, proto.batch_size // proto.max_path_length))
-    sampler = TaskSampler(env_id, n, proto.max_path_length, k, seed=seed, env_workers=env_workers)
+    try:
+        sampler = TaskSampler(env_id, n, proto.max_path_length, k, seed=seed, env_workers=env_workers)
+    except ValueError as e:  # --env_workers that does not divide the envs
+        raise RLConfigError(f"--env_workers={env_workers}: {e}") from None
     sampler.set_tasks(list(goals))
     obj = MetaObjective(policy, fast_lr=first_lr, num_grad_updates=1)
     rng = np.random.default_rng(seed)
@@ -113,10 +118,7 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
              n_itr: int | None = None, batch_size: int | None = None, seed: int | None = None,
              log=print, env_workers: int = 0) -> dict:
     """Evaluate one method on the reference test goals; returns the result dict (see module doc)."""
-    if env not in PROTOCOLS:
-        raise ValueError(f"--env must be one of {sorted(PROTOCOLS)}, got {env!r}")
-    if method not in METHODS:
-        raise ValueError(f"--method must be one of {METHODS}, got {method!r}")
+    check_arguments(env, method, n_goals, goal_chunk, n_itr, batch_size, seed, env_workers)
     proto = PROTOCOLS[env]
     if batch_size is not None:
         proto = dataclasses.replace(proto, batch_size=batch_size)
@@ -129,13 +131,18 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
         theta = policy.get_flat()
     else:
         if not checkpoint:
-            raise ValueError(f"--method {method} needs --checkpoint (a .npz written by maml_tf.rl.main)")
-        from maml_tf.rl.train import load_policy
+            raise RLConfigError(f"--method {method} needs --checkpoint (a .npz written by maml_tf.rl.main)")
+        from maml_tf.rl.train import load_checkpoint, load_policy
 
+        trained = load_checkpoint(checkpoint)["config"]
+        if (trained.env, trained.algo) != (env, method):
+            raise RLConfigError(f"--env {env} --method {method}: checkpoint {checkpoint} holds a policy trained with "
+                            f"--env {trained.env} --algo {trained.algo}; evaluate it with --env {trained.env} "
+                            f"--method {trained.algo} (each method has its own step sizes)")
         policy, theta = load_policy(checkpoint)
         if policy.obs_dim != env_info(env_id).obs_dim:
-            raise ValueError(f"checkpoint {checkpoint} has obs_dim {policy.obs_dim} but {env_id} needs "
-                             f"{env_info(env_id).obs_dim} (oracle checkpoints go with --method oracle)")
+            raise RLConfigError(f"checkpoint {checkpoint} has obs_dim {policy.obs_dim} but {env_id} needs "
+                            f"{env_info(env_id).obs_dim} (oracle checkpoints go with --method oracle)")
     if n_itr is None:
         n_itr = 1 if method == "oracle" else proto.n_itr
     first = proto.first_lr[method]
@@ -152,6 +159,19 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
     return {"env": env, "method": method, "checkpoint": checkpoint, "goals": goals.tolist(),
             "alpha_1": first, "alpha_2": later, "batch_size": proto.batch_size, "n_itr": n_itr,
             "task_avg_returns": m.tolist(), "wall_s": time.perf_counter() - t0}
+
+
+def check_arguments(env: str, method: str, n_goals: int, goal_chunk: int, n_itr: int | None,
+                    batch_size: int | None, seed: int | None, env_workers: int) -> None:
+    """One message per bad argument, before any env or policy is built."""
+    if env not in PROTOCOLS:
+        raise RLConfigError(f"--env must be one of {sorted(PROTOCOLS)}, got {env!r}")
+    if method not in METHODS:
+        raise RLConfigError(f"--method must be one of {METHODS}, got {method!r}")
+    for name, value, low in (("n_goals", n_goals, 1), ("goal_chunk", goal_chunk, 1), ("n_itr", n_itr, 1),
+                             ("batch_size", batch_size, 1), ("seed", seed, 0), ("env_workers", env_workers, 0)):
+        if value is not None and value < low:
+            raise RLConfigError(f"--{name} must be >= {low}, got {value}")
 
 
 def summarize(result: dict) -> list[tuple[int, float, float, float | None]]:
@@ -232,14 +252,23 @@ def plot(env: str, out_dir: str) -> str | None:
 
 
 def _main(argv):
-    from absl import flags
+    import sys
+
+    from absl import app, flags
 
     f = flags.FLAGS
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {argv[1:]}")
-    result = evaluate(f.env, f.method, f.checkpoint, f.n_goals, f.goal_chunk, f.n_itr, f.batch_size, f.seed,
-                      env_workers=f.env_workers)
-    paths = write_outputs(result, f.out_dir)
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        problem = writable_problem(f.out_dir)
+        if problem:  # checked first: the evaluation takes minutes
+            raise MamlError(f"--out_dir: cannot write to {f.out_dir}: {problem}")
+        result = evaluate(f.env, f.method, f.checkpoint, f.n_goals, f.goal_chunk, f.n_itr, f.batch_size, f.seed,
+                          env_workers=f.env_workers)
+        paths = write_outputs(result, f.out_dir)
+    except MamlError as e:
+        print(f"maml_tf.rl.evaluate: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(format_table(result))
     print(f"wrote {', '.join(paths.values())} in {result['wall_s']:.1f}s")
 

@@ -19,10 +19,7 @@ but a resumed distributed run continues exactly.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import os
-import pickle
 import time
 import zlib
 from typing import Callable
@@ -31,8 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 from maml_tf.errors import MamlError
-from maml_tf.files import atomic_write_bytes, atomic_write_text
+from maml_tf.files import atomic_write_text
 from maml_tf.progress import RunLog
+from maml_tf.rl import checkpoint as rl_checkpoint
 from maml_tf.rl import distributed
 from maml_tf.rl.advantages import average_return, pack, process_task
 from maml_tf.rl.config import RLConfig
@@ -40,10 +38,17 @@ from maml_tf.rl.maml_trpo import MetaObjective, PretrainStep, meta_trpo_step, to
 from maml_tf.rl.policies import GaussianMLPPolicy, CategoricalMLPPolicy, MLPPolicy, make_policy
 from maml_tf.rl.sampler import TaskSampler, numpy_inference, tf_inference
 
+# Flags a resumed run may change (see Trainer._restore).
+RESUMABLE = ("n_itr", "distribute", "env_workers")
+
 CSV_FIELDS = ["itr", "pre_return", "post_return", "loss_before", "loss_after", "mean_kl", "accepted",
               "n_backtracks", "step_size", "pre_trajs", "post_trajs", "entropy", "t_sample", "t_process",
               "t_adapt", "t_update", "t_total", "env_steps"]
 TB_SCALARS = ("pre_return", "post_return", "mean_kl", "loss_after", "entropy", "t_total")
+
+
+def _flag_value(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def build_policy(cfg: RLConfig, seed: int | None = None) -> MLPPolicy:
@@ -57,28 +62,28 @@ def build_policy(cfg: RLConfig, seed: int | None = None) -> MLPPolicy:
 
 # ------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: str, theta: np.ndarray, policy: MLPPolicy, cfg: RLConfig, itr: int,
-                    extra: dict | None = None) -> None:
-    """Atomic write: a partially written file can never replace a good checkpoint."""
-    blob = np.frombuffer(pickle.dumps(extra or {}), dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, theta=theta, itr=np.int64(itr), policy=json.dumps(policy.describe()),
-             config=cfg.to_json(), extra=blob)
-    atomic_write_bytes(path, buf.getvalue())
+                    state: dict | None = None) -> None:
+    """Atomic write (see `maml_tf.rl.checkpoint`): a partially written file never replaces a good checkpoint."""
+    rl_checkpoint.save(path, theta, policy.describe(), cfg.to_json(), itr, state)
 
 
 def load_checkpoint(path: str) -> dict:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    with np.load(path, allow_pickle=False) as z:
-        return {"theta": z["theta"], "itr": int(z["itr"]), "policy": json.loads(str(z["policy"])),
-                "config": RLConfig.from_json(str(z["config"])),
-                "extra": pickle.loads(z["extra"].tobytes())}
+    """{"theta", "itr", "policy", "config" (an RLConfig), "state"}; RLCheckpointError names a bad file."""
+    ck = rl_checkpoint.load(path)
+    try:
+        ck["config"] = RLConfig.from_json(ck["config"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise rl_checkpoint.RLCheckpointError(f"checkpoint {path}: its config is not a maml_tf.rl config ({e})") from None
+    return ck
 
 
 def load_policy(path: str) -> tuple[MLPPolicy, np.ndarray]:
     ck = load_checkpoint(path)
-    policy = make_policy(ck["policy"])
-    policy.set_flat(ck["theta"])
+    try:
+        policy = make_policy(ck["policy"])
+        policy.set_flat(ck["theta"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise rl_checkpoint.RLCheckpointError(f"checkpoint {path}: its policy cannot be rebuilt ({e})") from None
     return policy, ck["theta"]
 
 
@@ -114,8 +119,11 @@ class Trainer:
             seed += self.workers.task_bounds[0] * k
         else:
             n_tasks, k = cfg.meta_batch_size, cfg.envs_per_task
-        self.sampler = TaskSampler(cfg.env_id, n_tasks, cfg.max_path_length, k, cfg.asynchronous, seed=seed,
-                                   batched_point=mode != "trpo", env_workers=cfg.env_workers)
+        try:
+            self.sampler = TaskSampler(cfg.env_id, n_tasks, cfg.max_path_length, k, cfg.asynchronous, seed=seed,
+                                       batched_point=mode != "trpo", env_workers=cfg.env_workers)
+        except ValueError as e:  # e.g. --env_workers not dividing this worker's envs (known only now)
+            raise MamlError(f"--env_workers={cfg.env_workers}: {e}") from None
         self.inference = (numpy_inference(self.policy) if cfg.inference == "numpy"
                           else tf_inference(self.obj.dist_info))
         self.theta = self.policy.get_flat()
@@ -128,7 +136,8 @@ class Trainer:
         if resume and found:
             self._restore(latest)
         elif not resume and found:
-            raise FileExistsError(f"{log_dir} already holds a run; pass --resume or use a new --run_dir")
+            raise MamlError(f"--run_dir {log_dir} already holds a run ({latest}); pass --resume to continue it, or "
+                            "use a new --run_dir (nothing was changed)")
         if self.is_chief:
             atomic_write_text(os.path.join(log_dir, "config.json"), cfg.to_json())
 
@@ -160,16 +169,21 @@ class Trainer:
         # n_itr may grow on resume (train longer), the run may move to other hosts (distribute) or
         # step its envs in another number of processes (env_workers: same results); everything else
         # must match the saved run.
-        if dataclasses.replace(ck["config"], n_itr=self.cfg.n_itr, distribute=self.cfg.distribute,
-                               env_workers=self.cfg.env_workers) != self.cfg:
-            raise ValueError(f"--resume: the flags differ from the run in {self.log_dir}:\n"
-                             f"  saved {ck['config'].to_json()}\n  given {self.cfg.to_json()}")
-        ex = ck["extra"]
+        saved = dataclasses.asdict(ck["config"])
+        now = dataclasses.asdict(self.cfg)
+        differ = [k for k in now if k not in RESUMABLE and saved.get(k) != now[k]]
+        if differ:
+            detail = ", ".join(f"--{k} {_flag_value(saved.get(k))} there, {_flag_value(now[k])} now" for k in differ)
+            raise MamlError(f"--resume: {path} was written with other flags ({detail}); give the run's flags "
+                            "(only --n_itr, --distribute and --env_workers may change), or use a new --run_dir")
+        ex = ck["state"]
+        if not ex:
+            raise MamlError(f"--resume: {path} holds no resume state (it is a best/itr snapshot, not latest.npz)")
         self.theta = ck["theta"]
         self.start_itr = ck["itr"] + 1
         self.best = ex["best"]
         self.action_rng.bit_generator.state = ex["action_rng"]
-        self.task_rng.set_state(ex["task_rng"])
+        self.task_rng.set_state(tuple(ex["task_rng"]))
         self.sampler._n_resets = ex["n_resets"]
         if "env_tasks" in ex:  # plain TRPO: the rand envs' persistent goals (unpinned, as they were)
             self.sampler.envs.set_attr("persistent_task", list(ex["env_tasks"]))
@@ -295,26 +309,39 @@ class Trainer:
                           tb_dir=os.path.join(self.log_dir, "tb"))
         t_run = time.perf_counter()
         last = {}
-        for itr in range(self.start_itr, cfg.n_itr):
-            row = self.iteration(itr)
-            last = row
-            train_return = row["post_return"] if cfg.mode == "maml" else row["pre_return"]
-            improved = train_return > self.best  # a global value under --distribute: the same on every worker
-            if improved:
-                self.best = train_return
-            if self.is_chief:
-                self._write(itr, row, improved)
-            steps_per_s = row["env_steps"] / max(row["t_sample"], 1e-9)
-            progress.row(row)
-            progress.scalars(itr, {**{k: row[k] for k in TB_SCALARS}, "env_steps_per_second": steps_per_s})
-            progress.flush()
-            progress.line(itr, f"pre {row['pre_return']:9.3f} | post {row['post_return']:9.3f} | "
-                          f"kl {row['mean_kl']:.4f} | {'ok ' if row['accepted'] else 'REJ'} bt {row['n_backtracks']:2d} | "
-                          f"sample {row['t_sample']:.1f}s update {row['t_update']:.1f}s total {row['t_total']:.1f}s | "
-                          f"{steps_per_s:.0f} steps/s")
-        progress.close()
-        self.sampler.close()
+        try:  # the env worker processes are closed however the loop ends (a diverged run, Ctrl-C)
+            for itr in range(self.start_itr, cfg.n_itr):
+                row = self.iteration(itr)
+                self._check_finite(itr, row)
+                last = row
+                train_return = row["post_return"] if cfg.mode == "maml" else row["pre_return"]
+                improved = train_return > self.best  # a global value under --distribute: the same on every worker
+                if improved:
+                    self.best = train_return
+                if self.is_chief:
+                    self._write(itr, row, improved)
+                steps_per_s = row["env_steps"] / max(row["t_sample"], 1e-9)
+                progress.row(row)
+                progress.scalars(itr, {**{k: row[k] for k in TB_SCALARS}, "env_steps_per_second": steps_per_s})
+                progress.flush()
+                progress.line(itr, f"pre {row['pre_return']:9.3f} | post {row['post_return']:9.3f} | "
+                              f"kl {row['mean_kl']:.4f} | {'ok ' if row['accepted'] else 'REJ'} "
+                              f"bt {row['n_backtracks']:2d} | sample {row['t_sample']:.1f}s "
+                              f"update {row['t_update']:.1f}s total {row['t_total']:.1f}s | {steps_per_s:.0f} steps/s")
+        finally:
+            progress.close()
+            self.sampler.close()
         return {"last": last, "best": self.best, "wall_s": time.perf_counter() - t_run}
+
+    def _check_finite(self, itr: int, row: dict) -> None:
+        """Stop a diverging run before its non-finite parameters reach a checkpoint (the last good ones stay)."""
+        bad = [k for k in ("pre_return", "loss_before") if not np.isfinite(row[k])]
+        if not np.all(np.isfinite(self.theta)):
+            bad.insert(0, "the policy parameters")
+        if bad:
+            raise MamlError(f"iteration {itr}: {', '.join(bad)} not finite: training diverged; stopped without "
+                            f"saving (step sizes --fast_lr={self.cfg.fast_lr}, --meta_step_size="
+                            f"{self.cfg.meta_step_size}; the checkpoints written before are kept)")
 
     def _write(self, itr: int, row: dict, improved: bool) -> None:
         """Checkpoints of one iteration (the chief's job)."""

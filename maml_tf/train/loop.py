@@ -18,6 +18,7 @@ import numpy as np
 
 from maml_tf import checkpoint as ckpt
 from maml_tf.config import Config
+from maml_tf.errors import MamlError
 from maml_tf.learner import state_tensors
 from maml_tf.meta.step import MetaLearner
 from maml_tf.progress import RunLog
@@ -30,14 +31,37 @@ CSV_FIELDS = ["itr", "phase", "pre_update", "post_update"]
 NEXT_ITR = "maml_tf/next_itr"
 STREAM_STATE = "maml_tf/stream_state"
 CONFIG = "maml_tf/config"
+DATA = "maml_tf/data"  # what the training split held (streams.ImageStream.fingerprint); image datasets only
 
 
 def checkpoint_tensors(cfg: Config, learner: MetaLearner, next_itr: int, stream) -> dict:
+    """Everything a resume needs; refuses (MamlError) weights or Adam state that are not finite."""
     tensors = dict(state_tensors(learner))
+    bad = [name for name, v in tensors.items() if not np.all(np.isfinite(np.asarray(v)))]
+    if bad:
+        raise MamlError(f"after iteration {next_itr - 1} the weights or optimizer state are not finite "
+                        f"({', '.join(sorted(bad)[:4])}{', ...' if len(bad) > 4 else ''}): training diverged; "
+                        f"stopped without saving them{_step_sizes(cfg)}")
     tensors[NEXT_ITR] = np.int64(next_itr)
     tensors[STREAM_STATE] = stream.get_state()
     tensors[CONFIG] = cfg.to_json()
+    data = stream.fingerprint()
+    if data:
+        tensors[DATA] = data
     return tensors
+
+
+def _step_sizes(cfg: Config) -> str:
+    return (f" (step sizes --meta_lr={cfg.meta_lr}, --update_lr={cfg.update_lr}; the checkpoints written before "
+            "are kept)")
+
+
+def check_finite(cfg: Config, result, itr: int) -> None:
+    """Stop at the first iteration whose pre- or post-update loss is NaN or infinite."""
+    losses = np.concatenate([np.ravel(np.asarray(result["total_loss1"])), np.ravel(np.asarray(result["total_losses2"]))])
+    if not np.all(np.isfinite(losses)):
+        raise MamlError(f"iteration {itr}: the training loss is {losses[~np.isfinite(losses)][0]} (not finite): "
+                        f"training diverged; stopped without saving{_step_sizes(cfg)}")
 
 
 def _scalar(x) -> float:
@@ -70,7 +94,10 @@ def _train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream, s
     prelosses, postlosses = [], []
     itr = start_itr - 1
     if start_itr >= total:
-        log(f"Nothing to train: the checkpoint is already at iteration {start_itr} of {total}.")
+        if start_itr == 0:
+            log("Nothing to train: --metatrain_iterations=0 and --pretrain_iterations=0.")
+        else:
+            log(f"Nothing to train: the checkpoint is already at iteration {start_itr} of {total}.")
         return itr
     # Summaries (TensorBoard events beside the checkpoints, as the reference, and progress.csv) unless --log=False.
     progress = RunLog(total, start_itr, log=log, csv_fields=CSV_FIELDS, write=write and cfg.log,
@@ -83,6 +110,7 @@ def _train(cfg: Config, learner: MetaLearner, folder: str, stream, val_stream, s
         step = trainer.pretrain_step if itr < pretrain else trainer.meta_train_step
         record = itr % cfg.summary_interval == 0 or itr % cfg.print_every == 0
         result = step(batch, summaries=record)
+        check_finite(cfg, result, itr)
         if record:
             pre = _scalar(result[metric])
             post = _scalar(result[metric2][post_index])

@@ -5,8 +5,10 @@ so a resumed run draws exactly the tasks an uninterrupted run would have drawn.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pathlib
 
 import numpy as np
 
@@ -35,6 +37,13 @@ class SinusoidStream:
     def set_state(self, state: str) -> None:
         self.tasks.set_state(state)
 
+    def fingerprint(self) -> str:
+        """Sinusoid tasks are generated, not read: nothing to compare on resume."""
+        return ""
+
+    def check_data(self) -> None:
+        """Nothing to read ahead."""
+
 
 def data_folder(cfg: Config) -> str:
     """Where the reference reads each dataset from, under --data_dir (default ./data)."""
@@ -48,7 +57,8 @@ class ImageStream:
     def __init__(self, cfg: Config, split_name: str, seed: int, meta_batch_size: int, prefetch: bool = True):
         from maml_tf.data.tasks import make_dataset  # the image pipeline (imported lazily: TF data deps)
 
-        self.dataset = make_dataset(cfg.datasource, data_folder(cfg), split_name, cfg.num_classes,
+        self.folder = data_folder(cfg)
+        self.dataset = make_dataset(cfg.datasource, self.folder, split_name, cfg.num_classes,
                                     cfg.samples_per_class, seed)
         self.mb = meta_batch_size
         self.support = cfg.num_classes * cfg.update_batch_size
@@ -73,6 +83,26 @@ class ImageStream:
     def set_state(self, state: str) -> None:
         self.index = int(json.loads(state)["index"])
         self._iter = None
+
+    def check_data(self) -> None:
+        """Decode every image of the split now (it is kept for sampling), so a bad file stops the run
+        before training starts, not at the first validation or test, hours in."""
+        self.dataset.load()
+
+    def fingerprint(self) -> str:
+        """What this split holds: its class folders (relative to the data folder) and image file names.
+
+        Stored in checkpoints, so a resume on other data (a moved --data_dir holding other or fewer
+        classes) is refused rather than silently training on a different split.
+        """
+        root = pathlib.Path(self.folder)
+        digest = hashlib.sha256()
+        for folder, files in zip(self.dataset.class_folders, self.dataset.files):
+            rel = folder.relative_to(root) if folder.is_relative_to(root) else folder
+            digest.update(f"{rel.as_posix()}:{','.join(f.name for f in files)}\n".encode())
+        images = sum(len(f) for f in self.dataset.files)
+        return json.dumps({"split": self.dataset.split, "folder": str(root), "classes": len(self.dataset.files),
+                           "images": images, "sha256": digest.hexdigest()}, sort_keys=True)
 
 
 def training_stream(cfg: Config):

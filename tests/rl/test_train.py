@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from maml_tf.errors import MamlError
 from maml_tf.rl.config import preset
 from maml_tf.rl.train import Trainer, load_checkpoint
 
@@ -47,7 +48,7 @@ def test_train_writes_checkpoints_and_resumes(tmp_path):
     run = str(tmp_path / "run")
     cfg = preset("point", "pretrain", n_itr=1, **TINY)
     Trainer(cfg, run, log=lambda s: None).train()
-    with pytest.raises(FileExistsError, match="resume"):
+    with pytest.raises(MamlError, match="already holds a run .*pass --resume"):
         Trainer(cfg, run, log=lambda s: None)
     cfg2 = preset("point", "pretrain", n_itr=2, **TINY)
     tr = Trainer(cfg2, run, resume=True, log=lambda s: None)
@@ -59,7 +60,7 @@ def test_train_writes_checkpoints_and_resumes(tmp_path):
         assert [int(r["itr"]) for r in csv.DictReader(f)] == [0, 1]
     assert {"latest.npz", "best.npz", "itr_0.npz", "itr_1.npz", "config.json"} <= set(os.listdir(run))
     assert load_checkpoint(os.path.join(run, "latest.npz"))["itr"] == 1
-    with pytest.raises(ValueError, match="flags differ"):
+    with pytest.raises(MamlError, match=r"was written with other flags \(--fast_lr 0.5 there, 0.1 now\)"):
         Trainer(preset("point", "pretrain", n_itr=3, **{**TINY, "fast_lr": 0.1}), run, resume=True, log=lambda s: None)
 
 

@@ -94,6 +94,7 @@ class TaskEnv(gym.Env):
         self._task: Any = None
         self._pinned = False
         self._task_rng: np.random.Generator | None = None
+        self._ready = False  # set by a completed reset(); step() refuses to run before one
         if task is not None:
             self.set_task(task)
 
@@ -106,7 +107,12 @@ class TaskEnv(gym.Env):
 
     # ----------------------------------------------------------------- task get/set
     def _validate_task(self, task: Any) -> Any:
-        """Turn ``task`` into the stored form or raise ``ValueError`` (subclasses may extend)."""
+        """Turn ``task`` into the stored form or raise ``ValueError`` (subclasses may extend).
+
+        Booleans are refused (``True`` would otherwise pass as 1.0), and so is anything that is not numbers.
+        """
+        if np.asarray(task).dtype.kind not in "iuf":
+            raise ValueError(f"{type(self).__name__} task must be a number or an array of numbers, got {task!r}")
         arr = np.asarray(task, dtype=np.float64)
         if self.task_shape == ():
             if arr.shape not in ((), (1,)):
@@ -176,13 +182,23 @@ class TaskEnv(gym.Env):
         """One task from the family's distribution, drawn with the env's seeded task stream."""
         return self._validate_task(self.task_rng.uniform(self.task_low, self.task_high, self.task_shape))
 
-    def _prepare_task(self, options: dict[str, Any] | None, seeded: bool) -> None:
-        """Apply ``options`` and the persistence rules at the start of ``reset`` (after seeding)."""
+    def _task_from_options(self, options: dict[str, Any] | None) -> Any:
+        """The validated task of ``reset(options=...)`` (None if none).
+
+        Called first thing in ``reset``: a bad task raises before anything changes (seed, task, state),
+        so the env stays as it was, and an env never reset still refuses ``step``.
+        """
+        task = reset_task_option(options)
+        return None if task is None else self._validate_task(task)
+
+    def _prepare_task(self, task: Any, seeded: bool) -> None:
+        """Apply ``task`` (from `_task_from_options`) and the persistence rules in ``reset``, after seeding."""
         if seeded or self._task_rng is None:
             self._task_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
-        task = reset_task_option(options)
         if task is not None:
-            self.set_task(task)
+            self._task = task
+            self._pinned = True
+            self._on_task_set()
         if self._pinned:
             return
         if self._redraw or self._task is None:

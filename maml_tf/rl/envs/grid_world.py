@@ -62,8 +62,9 @@ class GridWorld4Env(TaskEnv):
         return np.array([list(row) for row in FOUR_STATE_MAPS[self._task]])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        task = self._task_from_options(options)  # a bad task raises before anything changes
         super().reset(seed=seed)
-        self._prepare_task(options, seeded=seed is not None)
+        self._prepare_task(task, seeded=seed is not None)
         (row,), (col,) = np.nonzero(self.desc == "S")
         self._state = int(row * self.n_col + col)
         return self._state, {"task": self._task}

@@ -120,8 +120,9 @@ class MujocoTaskEnv(TaskEnv):
         return False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        task = self._task_from_options(options)  # a bad task raises before anything changes
         super().reset(seed=seed)
-        self._prepare_task(options, seeded=seed is not None)
+        self._prepare_task(task, seeded=seed is not None)
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[:] = self.init_qpos + self.np_random.normal(size=self.model.nq) * QPOS_NOISE
         self.data.qvel[:] = self.init_qvel + self.np_random.normal(size=self.model.nv) * QVEL_NOISE

@@ -79,14 +79,16 @@ class PointGoalEnv(TaskEnv):
         return self._pos.copy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        task = self._task_from_options(options)  # a bad task raises before anything changes
         super().reset(seed=seed)
-        self._prepare_task(options, seeded=seed is not None)
+        self._prepare_task(task, seeded=seed is not None)
         self._pos = np.zeros(2)
+        self._ready = True
         return self._obs(), {"task": self.get_task()}
 
     def step(self, action: Any):
-        if self._task is None:
-            raise RuntimeError("call reset() before step()")
+        if not self._ready:
+            raise RuntimeError("call reset() (with a valid task) before step()")
         move = normalized_to_bounds(action, self._low, self._high)
         self._pos = self._pos + move
         delta = self._pos - self._task

@@ -22,7 +22,12 @@ from maml_tf.rl.envs.point import HORIZON, point_step_batch
 
 
 def _check_goals(tasks: Any, num_envs: int | None = None) -> np.ndarray:
-    goals = np.array(tasks, dtype=np.float64)
+    try:
+        if any(isinstance(t, (bool, np.bool_)) for t in np.ravel(np.asarray(tasks, dtype=object))):
+            raise ValueError  # True would pass as 1.0
+        goals = np.array(tasks, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"point tasks must be an array of numbers of shape [N, 2], got {tasks!r}") from None
     if goals.ndim != 2 or goals.shape[1] != 2 or goals.shape[0] == 0:
         raise ValueError(f"point tasks must be a non-empty array of shape [N, 2], got shape {goals.shape}")
     if num_envs is not None and goals.shape[0] != num_envs:
@@ -90,10 +95,11 @@ class PointGoalVectorEnv(gym.vector.VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         """Reset every sub-env to the origin; ``options={"task": [N, 2] goals}`` retasks first."""
-        super().reset(seed=None if isinstance(seed, list) else seed)  # point resets draw nothing
         task = reset_task_option(options)
-        if task is not None:
-            self.set_tasks(task)
+        goals = None if task is None else _check_goals(task, self.num_envs)  # before anything changes
+        super().reset(seed=None if isinstance(seed, list) else seed)  # point resets draw nothing
+        if goals is not None:
+            self._goals = goals
         self._pos[:] = 0.0
         self._t[:] = 0
         self._autoreset[:] = False
