@@ -252,9 +252,9 @@ def test_export_cli_from_experiment_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_reference_miniimagenet_checkpoint_export_matches_training_code(shared_dir, tmp_path):
+def test_reference_miniimagenet_checkpoint_export_matches_training_code(reference_checkpoint, tmp_path):
     """The original code's MiniImagenet checkpoint, exported directly, against MetaLearner.evaluate."""
-    prefix = str(shared_dir / "reference" / "maml_miniimagenet_5way1shot" / "model59000")
+    prefix = reference_checkpoint
     cfg = Config(datasource="miniimagenet", num_filters=32, max_pool=True, update_lr=0.01, num_updates=5,
                  meta_batch_size=4, update_batch_size=1)
     export_dir = export_saved_model(cfg, prefix, str(tmp_path / "export"))

@@ -140,7 +140,7 @@ def test_flag_reaches_the_inner_loop_and_not_the_folder_name():
 
 
 @pytest.mark.parametrize("case", ["A", "B"])
-def test_golden_parity_with_recompute(shared_dir, monkeypatch, case):
+def test_golden_parity_with_recompute(golden_dir, monkeypatch, case):
     """Golden parity (1 inner step in case A, 3 in case B) holds with --recompute_inner."""
     config = golden.Fixture.config
     monkeypatch.setattr(golden.Fixture, "config", lambda self, **kw: config(self, **kw, recompute_inner=True))
@@ -152,7 +152,7 @@ def test_golden_parity_with_recompute(shared_dir, monkeypatch, case):
         return learner
 
     monkeypatch.setattr(reference_compute, "build", spying_build)
-    chk = parity.check(str(shared_dir / "golden" / f"case_{case}.json"), ["primary", "firstorder", "float64"])
+    chk = parity.check(str(golden_dir / f"case_{case}.json"), ["primary", "firstorder", "float64"])
     assert loops and all(loop.recompute for loop in loops)
     bad = [r for r in chk.rows if not r.ok]
     assert not bad, parity.format_table(chk, quiet=True)
