@@ -4,7 +4,8 @@ With TensorFlow's default pools (ops running concurrently) oneDNN's kernels on M
 max-pool net make repeated meta-gradients of the same weights and batch differ (measured: up to
 1e-2 absolute on the full net, and on the small one below); the automatic plan runs that net one op
 at a time. The Omniglot net it runs one op per core, and there they stay identical. Thread pools are
-fixed per process, so each check runs in a fresh one.
+fixed per process, so each check runs in a fresh one, with any GPU hidden (CUDA_VISIBLE_DEVICES=""):
+these are the CPU plans and CPU kernels, whatever the host has.
 """
 import os
 import subprocess
@@ -43,7 +44,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def _run(net: str) -> str:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, net], capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-c", SCRIPT, net], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
