@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_bench_supervised_runs_and_reports(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_supervised.py"), "--workloads",
@@ -27,6 +30,7 @@ def test_bench_supervised_runs_and_reports(tmp_path):
     assert row["matmul_gflops"] > 0 and row["fraction_of_hardware"] > 0
 
 
+@pytest.mark.slow
 def test_bench_data_runs_and_reports(tmp_path):
     out = tmp_path / "data.json"
     proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_data.py"), "--workloads", "omniglot5",

@@ -94,9 +94,10 @@ def test_mismatched_checkpoint_names_the_variable(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--datasource=cifar"], "--datasource='cifar': unknown datasource"),
-    (["--baseline=oracle", "--datasource=omniglot"], "--baseline=oracle needs --datasource=sinusoid"),
-    (["--meta_batch_size=0"], "--meta_batch_size=0: must be a positive integer"),
-    (["--logdir=/proc/nope"], "--logdir: cannot write"),
+    pytest.param(["--baseline=oracle", "--datasource=omniglot"], "--baseline=oracle needs --datasource=sinusoid",
+                 marks=pytest.mark.slow),
+    pytest.param(["--meta_batch_size=0"], "--meta_batch_size=0: must be a positive integer", marks=pytest.mark.slow),
+    pytest.param(["--logdir=/proc/nope"], "--logdir: cannot write", marks=pytest.mark.slow),
     (["--intra_op_threads=-1"], "--intra_op_threads=-1: must be >= 0"),
 ])
 def test_cli_bad_input_is_one_clear_message(args, message):

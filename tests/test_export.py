@@ -151,7 +151,8 @@ def sinusoid_export(tmp_path_factory):
 
 @pytest.mark.parametrize("cfg,fixture,shapes", [
     # (tasks, ways, shots, queries, steps, lr); steps None: the signature's defaults (training values)
-    (OMNI, "omniglot_export", [(2, 5, 1, 5, None, None), (3, 5, 2, 7, 3, 0.1), (1, 3, 1, 4, 1, 0.4)]),
+    pytest.param(OMNI, "omniglot_export", [(2, 5, 1, 5, None, None), (3, 5, 2, 7, 3, 0.1), (1, 3, 1, 4, 1, 0.4)],
+                 marks=pytest.mark.slow),
     (SINE, "sinusoid_export", [(4, 1, 10, 10, None, None), (2, 1, 5, 3, 4, 0.02)]),
 ], ids=["omniglot-conv-bn", "sinusoid-fc"])
 def test_saved_model_matches_training_code_in_clean_process(cfg, fixture, shapes, request, tmp_path):
@@ -193,6 +194,7 @@ def _saved_model_cli() -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_and_run(omniglot_export):
     export_dir, weights, tmp = omniglot_export
     cli = _saved_model_cli()
@@ -217,6 +219,7 @@ def test_saved_model_cli_show_and_run(omniglot_export):
         OMNI, weights, (sx, sy, qx, qy), 4, 2, 3, 0.2, dtype="float64")[1], "saved_model_cli run")
 
 
+@pytest.mark.slow
 def test_export_refuses_existing_dir_and_overwrites_atomically(omniglot_export):
     export_dir, weights, tmp = omniglot_export
     prefix = str(tmp / "logs" / OMNI.exp_string / "model10")
@@ -234,6 +237,7 @@ def test_export_refuses_existing_dir_and_overwrites_atomically(omniglot_export):
     assert sorted(os.listdir(tmp)) == before
 
 
+@pytest.mark.slow
 def test_export_cli_from_experiment_folder(tmp_path):
     prefix, _ = _checkpoint(SINE, tmp_path / "logs")
     flags = ["--datasource=sinusoid", "--norm=None", "--update_batch_size=10", "--update_lr=0.01",

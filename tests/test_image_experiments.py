@@ -27,7 +27,8 @@ def _result(cfg):
     return json.load(open(os.path.join(folder, f"test_ubs{cfg.update_batch_size}_stepsize{float(cfg.update_lr)}.json")))
 
 
-@pytest.mark.parametrize("extra", [dict(), dict(conv=False), dict(stop_grad=True, norm="layer_norm")])
+@pytest.mark.parametrize("extra", [dict(), pytest.param(dict(conv=False), marks=pytest.mark.slow),
+                                   pytest.param(dict(stop_grad=True, norm="layer_norm"), marks=pytest.mark.slow)])
 def test_omniglot_trains_validates_and_tests(data_dir, tmp_path, extra):
     cfg = Config.from_dict(dict(datasource="omniglot", data_dir=str(data_dir), logdir=str(tmp_path),
                                 metatrain_iterations=4, meta_batch_size=2, update_batch_size=1, update_lr=0.4, num_filters=8,
@@ -65,6 +66,7 @@ def test_more_classes_than_the_split_has(data_dir, tmp_path):
         run(cfg, log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_training_does_not_retrace_between_iterations(data_dir, tmp_path):
     """Every iteration feeds new batches; the compiled steps are traced once per signature only."""
     from maml_tf.experiment import build

@@ -105,6 +105,7 @@ def test_backward_pass_recomputes_the_steps_it_needs(monkeypatch, which, recompu
     assert len(calls) == 3 + recomputations
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_inner_steps():
     """The point of the option: stored activations grow with the steps, recomputed ones do not.
 
@@ -141,7 +142,7 @@ def test_flag_reaches_the_inner_loop_and_not_the_folder_name():
     assert on.exp_string == Config().exp_string
 
 
-@pytest.mark.parametrize("case", ["A", "B"])
+@pytest.mark.parametrize("case", ["A", pytest.param("B", marks=pytest.mark.slow)])
 def test_golden_parity_with_recompute(golden_dir, monkeypatch, case):
     """Golden parity (1 inner step in case A, 3 in case B) holds with --recompute_inner."""
     config = golden.Fixture.config

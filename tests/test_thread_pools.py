@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # argv: net (miniimagenet | omniglot); the meta-gradients of one batch are taken `repeats` times.
 SCRIPT = textwrap.dedent("""
     import sys
@@ -50,6 +52,7 @@ def _run(net: str) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_max_pool_meta_gradients_are_reproducible_with_auto_pools():
     stdout = _run("miniimagenet")
     assert "pools (0, 1)" in stdout
