@@ -79,8 +79,7 @@ def test_fixture_missing_arrays_is_a_clear_error(golden_dir, tmp_path):
         parity.check(str(tmp_path / "case_B.json"), ["primary"])
 
 
-@pytest.mark.parametrize("variants", [["primary", "firstorder"],
-                                      pytest.param(["normvariants", "float64"], marks=pytest.mark.slow)],
+@pytest.mark.parametrize("variants", [["primary", "firstorder"], ["normvariants", "float64"]],
                          ids=["second_and_first_order", "tf2_moments_and_float64"])
 def test_golden_parity_case_C_omniglot_conv_batch_norm(golden_dir, variants):
     chk = parity.check(str(golden_dir / "case_C.json"), variants)
