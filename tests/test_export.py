@@ -219,7 +219,6 @@ def test_saved_model_cli_show_and_run(omniglot_export):
         OMNI, weights, (sx, sy, qx, qy), 4, 2, 3, 0.2, dtype="float64")[1], "saved_model_cli run")
 
 
-@pytest.mark.slow
 def test_export_refuses_existing_dir_and_overwrites_atomically(omniglot_export):
     export_dir, weights, tmp = omniglot_export
     prefix = str(tmp / "logs" / OMNI.exp_string / "model10")

@@ -18,7 +18,6 @@ from maml_tf.meta.adam import TF1Adam
 from maml_tf.models import layers
 
 
-@pytest.mark.slow  # a minute on the 2-core machine: the float64 second-order loop traced twice
 def test_train_step_builds_only_the_differentiated_steps_and_matches_the_full_loop():
     cfg = Config(datasource="sinusoid", norm="batch_norm", meta_batch_size=3, update_batch_size=4,
                  update_lr=0.05, num_updates=2)

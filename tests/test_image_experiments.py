@@ -27,8 +27,7 @@ def _result(cfg):
     return json.load(open(os.path.join(folder, f"test_ubs{cfg.update_batch_size}_stepsize{float(cfg.update_lr)}.json")))
 
 
-@pytest.mark.parametrize("extra", [dict(), pytest.param(dict(conv=False), marks=pytest.mark.slow),
-                                   pytest.param(dict(stop_grad=True, norm="layer_norm"), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("extra", [dict(), dict(conv=False), dict(stop_grad=True, norm="layer_norm")])
 def test_omniglot_trains_validates_and_tests(data_dir, tmp_path, extra):
     cfg = Config.from_dict(dict(datasource="omniglot", data_dir=str(data_dir), logdir=str(tmp_path),
                                 metatrain_iterations=4, meta_batch_size=2, update_batch_size=1, update_lr=0.4, num_filters=8,
