@@ -1,6 +1,20 @@
-"""Shared pytest configuration: the default run is the fast set; `--runslow` adds heavy tests."""
+"""Shared pytest configuration: the test sets, the data the tests need, and where it comes from.
+
+Three sets (markers registered in setup.cfg):
+* the default set (`pytest -q`): everything not marked below; needs nothing outside the repository
+  (golden fixtures A/B/C, a slice of Omniglot and the reference's MiniImagenet checkpoint live under
+  tests/fixtures/, each with a README saying where it comes from);
+* `integration`: whole pipelines and the data that stays outside the repository (`../shared`, or
+  `$MAML_TF_SHARED`: the full Omniglot zips and the MiniImagenet golden case E);
+  run with `-m integration`;
+* `slow`: heavy checks (multi-process clusters, learning runs); `-m slow`, or `--runslow` to add them
+  to whatever else is selected.
+An explicit `-m EXPR` decides by itself; without one, the integration and slow tests are deselected
+(the summary says how many and how to run them). `.ci/run` runs all three sets.
+"""
 import os
 import pathlib
+import shutil
 import sys
 
 import pytest
@@ -12,27 +26,88 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+GOLDEN = FIXTURES / "golden"                 # cases A, B, C: tests/fixtures/golden/README.md
+SMALL_OMNIGLOT_ZIP = FIXTURES / "omniglot" / "images_background.zip"
+REFERENCE_CHECKPOINT = FIXTURES / "reference" / "maml_miniimagenet_5way1shot" / "model59000"
 SHARED = pathlib.Path(os.environ.get("MAML_TF_SHARED", REPO.parent / "shared"))
+
+# What each piece of outside data is and where to get it (the skip reasons quote these).
+OUTSIDE_DATA = {
+    "golden": ("golden/case_E.json (+ its npz files): the MiniImagenet golden fixture, produced by running "
+               "cbfinn/maml from its model59000 checkpoint; the project's fixture set"),
+    "omniglot": ("data/omniglot/images_background.zip and images_evaluation.zip: the official Omniglot archives, "
+                 "github.com/brendenlake/omniglot (python/)"),
+}
+_MARKED = ("integration", "slow")
+_DROPPED = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="add the tests marked slow to the default set (ignored with -m: the expression decides)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow") or os.environ.get("MAML_TF_RUNSLOW") == "1":
+    if config.getoption("markexpr"):  # an explicit -m decides by itself
         return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    runslow = config.getoption("--runslow") or os.environ.get("MAML_TF_RUNSLOW") == "1"
+    left_out = [m for m in _MARKED if not (m == "slow" and runslow)]
+    dropped = {m: 0 for m in _MARKED}
+    kept, deselected = [], []
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        marks = [m for m in left_out if m in item.keywords]
+        if marks:
+            dropped[marks[0]] += 1  # integration first: a test marked both counts once
+        (deselected if marks else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+    config.stash[_DROPPED] = dropped
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    dropped = config.stash.get(_DROPPED, None)
+    if dropped and any(dropped.values()):
+        terminalreporter.write_line(
+            f"not in this run: {dropped['integration']} integration tests (-m integration, needs ../shared), "
+            f"{dropped['slow']} slow tests (-m slow or --runslow)")
+
+
+def _outside(kind: str, relative: str) -> pathlib.Path:
+    """A path under ../shared; skips (fails under CI=true, where ../shared must be there) without it."""
+    path = SHARED / relative
+    if not path.exists():
+        message = f"needs {SHARED / relative}: {OUTSIDE_DATA[kind]} (put ../shared beside the clone or set MAML_TF_SHARED)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> pathlib.Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"../shared not found at {SHARED} (set MAML_TF_SHARED)")
-    return SHARED
+def golden_dir() -> pathlib.Path:
+    """Golden fixtures A, B and C, in the repository."""
+    return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def shared_golden_dir() -> pathlib.Path:
+    """The project's whole fixture set (A, B, C and the MiniImagenet case E), outside the repository."""
+    return _outside("golden", "golden/case_E.json").parent
+
+
+@pytest.fixture(scope="session")
+def omniglot_zips() -> pathlib.Path:
+    """The folder with the full official Omniglot archives, outside the repository."""
+    _outside("omniglot", "data/omniglot/images_evaluation.zip")
+    return _outside("omniglot", "data/omniglot/images_background.zip").parent
+
+
+@pytest.fixture(scope="session")
+def reference_checkpoint() -> str:
+    """The original MiniImagenet 5-way 1-shot checkpoint's prefix (model59000), in the repository."""
+    return str(REFERENCE_CHECKPOINT)
 
 
 # Six real Omniglot alphabets, 103 characters: enough for 5-way tasks in every split (70/6/27).
@@ -41,16 +116,11 @@ SMALL_OMNIGLOT_ALPHABETS = ("Ojibwe_(Canadian_Aboriginal_Syllabics)", "Blackfoot
 
 
 @pytest.fixture(scope="session")
-def small_omniglot_src(shared_dir, tmp_path_factory) -> pathlib.Path:
-    """A folder with an images_background.zip holding only SMALL_OMNIGLOT_ALPHABETS of the real one."""
-    import zipfile
-
+def small_omniglot_src(tmp_path_factory) -> pathlib.Path:
+    """A folder with an images_background.zip holding only SMALL_OMNIGLOT_ALPHABETS of the real one
+    (tests/fixtures/omniglot: the official archive's members, unchanged)."""
     src = tmp_path_factory.mktemp("omniglot_src")
-    with zipfile.ZipFile(shared_dir / "data" / "omniglot" / "images_background.zip") as real, \
-            zipfile.ZipFile(src / "images_background.zip", "w") as small:
-        for name in real.namelist():
-            if name.endswith(".png") and name.split("/")[1] in SMALL_OMNIGLOT_ALPHABETS:
-                small.writestr(name, real.read(name))
+    shutil.copy(SMALL_OMNIGLOT_ZIP, src / "images_background.zip")
     return src
 
 

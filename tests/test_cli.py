@@ -107,9 +107,10 @@ def test_mismatched_checkpoint_names_the_variable(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--datasource=cifar"], "--datasource='cifar': unknown datasource"),
-    (["--baseline=oracle", "--datasource=omniglot"], "--baseline=oracle needs --datasource=sinusoid"),
-    (["--meta_batch_size=0"], "--meta_batch_size=0: must be a positive integer"),
-    (["--logdir=/proc/nope"], "--logdir: cannot write"),
+    pytest.param(["--baseline=oracle", "--datasource=omniglot"], "--baseline=oracle needs --datasource=sinusoid",
+                 marks=pytest.mark.slow),
+    pytest.param(["--meta_batch_size=0"], "--meta_batch_size=0: must be a positive integer", marks=pytest.mark.slow),
+    pytest.param(["--logdir=/proc/nope"], "--logdir: cannot write", marks=pytest.mark.slow),
     (["--intra_op_threads=-1"], "--intra_op_threads=-1: must be >= 0"),
 ])
 def test_cli_bad_input_is_one_clear_message(args, message):
@@ -143,9 +144,13 @@ def test_resume_refuses_a_checkpoint_from_other_flags(tmp_path):
     (dict(datasource="sinusoid", intra_op_threads=2), (2, 0)),  # explicit wins
     (dict(datasource="miniimagenet", max_pool=True, num_filters=32, inter_op_threads=3), (0, 3)),
 ])
-def test_thread_plan(settings, plan):
+def test_thread_plan(settings, plan, monkeypatch):
+    """The plan on a machine without a GPU, on any host (the GPU case: the next test)."""
+    import tensorflow as tf
+
     from maml_tf.run import thread_plan
 
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     cores = len(os.sched_getaffinity(0))
     assert thread_plan(Config(**settings)) == tuple(cores if p == "cores" else p for p in plan)
 

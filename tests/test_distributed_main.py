@@ -80,6 +80,7 @@ def _child(out: str, logdir: str) -> None:
         json.dump({"logs": [str(x) for x in logs], "uneven": uneven}, f)
 
 
+@pytest.mark.slow
 def test_mirrored_two_logical_cpus_equals_one_replica(tmp_path, single):
     logdir, out = str(tmp_path / "mirrored"), tmp_path / "child.json"
     proc = subprocess.run([sys.executable, __file__, str(out), logdir], env=ENV, capture_output=True, text=True,

@@ -1,81 +1,125 @@
-"""`./run_experiments.sh --quick all` end to end: the wiring of every experiment, on every change.
+"""`./run_experiments.sh --quick all` end to end, one experiment family per test (integration set).
 
-One test runs all 43 experiments at tiny sizes (`--quick --jobs 2 all`: about 6 minutes on the quiet
-2-core development machine, the largest share of the suite's time; each experiment costs TensorFlow
-start-ups and traces, not arithmetic) on every experiment's data: all the real Omniglot characters and
-synthetic MiniImagenet folders. It then checks the records, the report and the figures, and re-runs two
-experiments to show that a second invocation resumes instead of training again.
+Every experiment at tiny sizes on every experiment's data: all the real Omniglot characters (from
+../shared: 20-way tasks need 20 validation classes) and synthetic MiniImagenet folders. Each family
+runs in its own test, so a failure names it; the last test assembles the report from all of them
+(tables filled, figures written) and re-runs two experiments to show that a second invocation
+resumes instead of training again. The whole module took about 6 minutes on the quiet 2-core
+development machine (TensorFlow start-ups and traces, not arithmetic).
+
+The script itself only re-executes `python -m maml_tf.experiments` inside scripts/venv.sh's venv;
+here the module runs under this interpreter (`sys.executable`), importing this checkout.
 """
 import json
 import os
+import pathlib
 import subprocess
+import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "run_experiments.sh")
+from maml_tf.experiments import registry
+
+pytestmark = pytest.mark.integration
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FAMILIES = {"sinusoid": "sinusoid*", "omniglot": "omniglot_*", "miniimagenet": "miniimagenet_*",
+            "rl_point": "rl_point_*", "rl_cheetah": "rl_cheetah_*", "rl_ant": "rl_ant_*"}
 
 
-def _run(tmp_path, *args, timeout=1800):
-    return subprocess.run([SCRIPT, "--quick", "--results", str(tmp_path / "results"), "--logs",
-                           str(tmp_path / "logs"), *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=str(tmp_path))
+class QuickRuns:
+    """One results/logs/data folder shared by the module's tests, and which families ran how."""
 
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.data = root / "data"
+        self.outcome: dict[str, bool] = {}
 
-def _records(tmp_path):
-    folder = tmp_path / "results" / "runs"
-    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    def run(self, *args, timeout=1800) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+        return subprocess.run([sys.executable, "-m", "maml_tf.experiments", "--quick",
+                               "--results", str(self.root / "results"), "--logs", str(self.root / "logs"),
+                               "--data_dir", str(self.data), *args],
+                              capture_output=True, text=True, timeout=timeout, cwd=str(self.root), env=env)
+
+    def records(self) -> dict[str, dict]:
+        return {p.stem: json.loads(p.read_text()) for p in (self.root / "results" / "runs").glob("*.json")}
 
 
 @pytest.fixture(scope="module")
-def all_data_dir(shared_dir, synthetic_miniimagenet, tmp_path_factory):
-    """Every experiment's data: all real Omniglot characters (20-way tasks need 20 validation classes)
-    prepared by our tool, and synthetic MiniImagenet in the real layout."""
+def quick(tmp_path_factory, synthetic_miniimagenet) -> QuickRuns:
+    runs = QuickRuns(tmp_path_factory.mktemp("quick_all"))
+    runs.data.mkdir()
+    (runs.data / "miniImagenet").symlink_to(synthetic_miniimagenet / "miniImagenet")
+    return runs
+
+
+def _prepare_omniglot(runs: QuickRuns, zips: pathlib.Path) -> None:
     from maml_tf.data.prepare_omniglot import prepare_omniglot
 
-    root = tmp_path_factory.mktemp("all_data")
-    prepare_omniglot(shared_dir / "data" / "omniglot", root / "omniglot_resized", log=lambda s: None)
-    (root / "miniImagenet").symlink_to(synthetic_miniimagenet / "miniImagenet")
-    return root
+    logs = []
+    prepare_omniglot(zips, runs.data / "omniglot_resized", log=logs.append)
+    assert any("1623/1623 characters" in line for line in logs), logs[-3:]
 
 
-def test_quick_all_then_resume(tmp_path, all_data_dir):
-    from maml_tf.experiments import registry
+def _run_family(runs: QuickRuns, family: str, request) -> None:
+    if family == "omniglot" and not (runs.data / "omniglot_resized").exists():
+        _prepare_omniglot(runs, request.getfixturevalue("omniglot_zips"))
+    runs.outcome[family] = False
+    out = runs.run(FAMILIES[family], "--jobs", "2", "--no-figures")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "skipping" not in out.stdout
+    names = {e.name for e in registry.select([FAMILIES[family]])}
+    records = {n: r for n, r in runs.records().items() if n in names}
+    assert set(records) == names  # every experiment of the family ran: no data was missing
+    assert all(r["quick"] is True and r["status"] == "done" and r["results"] for r in records.values())
+    runs.outcome[family] = True
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_quick_family(quick, family, request):
+    _run_family(quick, family, request)
+    if family == "sinusoid":  # three tests each (K = 10 after training, then 5 and 20), 0..10 steps
+        records = quick.records()
+        for name in ("sinusoid", "sinusoid_pretrained", "sinusoid_oracle"):
+            rec = records[name]
+            assert sorted(r["K"] for r in rec["results"]) == [5, 10, 20]
+            assert all(r["num_tasks"] == 4 and len(r["means"]) == 11 for r in rec["results"])
+            assert [c["role"] for c in rec["commands"]] == ["train", "test", "test"]
+            assert all("--metatrain_iterations=3" in c["argv"] or "--pretrain_iterations=3" in c["argv"]
+                       for c in rec["commands"])
+        # the checkpoints live under --logs, one folder per experiment
+        assert (quick.root / "logs" / "sinusoid" / "run_experiments.log").exists()
+
+
+def test_quick_report_then_resume(quick, request):
+    """The report over every family (run here first if this test runs alone), then a resumed re-run."""
     from maml_tf.experiments.results import rl_reference
     from maml_tf.rl.evaluate import REFERENCE
 
     assert rl_reference() == REFERENCE  # the report's literal read of the table is the table
-    out = _run(tmp_path, "all", "--jobs", "2", "--data_dir", str(all_data_dir), timeout=3600)
+    failed = [f for f, ok in quick.outcome.items() if not ok]
+    assert not failed, f"families that failed above: {failed}"
+    for family in FAMILIES:
+        if family not in quick.outcome:
+            _run_family(quick, family, request)
+    assert set(quick.records()) == set(registry.EXPERIMENTS)
+    out = quick.run("report")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    records = _records(tmp_path)
-    assert set(records) == set(registry.EXPERIMENTS)  # every experiment ran: no data was missing
-    assert "skipping" not in out.stdout
-    assert all(r["quick"] is True and r["status"] == "done" and r["results"] for r in records.values())
-    # the sinusoid experiments: three tests each (K = 10 after training, then 5 and 20), 0..10 steps
-    for name in ("sinusoid", "sinusoid_pretrained", "sinusoid_oracle"):
-        rec = records[name]
-        assert sorted(r["K"] for r in rec["results"]) == [5, 10, 20]
-        assert all(r["num_tasks"] == 4 and len(r["means"]) == 11 for r in rec["results"])
-        assert [c["role"] for c in rec["commands"]] == ["train", "test", "test"]
-        assert all("--metatrain_iterations=3" in c["argv"] or "--pretrain_iterations=3" in c["argv"]
-                   for c in rec["commands"])
-    # the report: labelled QUICK, every table filled, the figures written and linked
-    readme = (tmp_path / "results" / "README.md").read_text()
+    results = quick.root / "results"
+    readme = (results / "README.md").read_text()
     assert "QUICK" in readme
     for section in readme.split("\n## ")[1:]:
         if "|---" in section:
             assert "not run" not in section, section[:200]
     sin = readme.split("## Sinusoid")[1].split("\n## ")[0]
     assert "`./run_experiments.sh --quick sinusoid`" in sin
-    maml_k5 = next(l for l in sin.splitlines() if l.startswith("| maml | sinusoid | 5 |"))
+    maml_k5 = next(line for line in sin.splitlines() if line.startswith("| maml | sinusoid | 5 |"))
     assert " ± " in maml_k5
     for png in ("fig2_sinusoid_fits.png", "fig3_sinusoid_error_vs_steps.png", "fig_table1_accuracy_vs_steps.png",
-                "fig5_rl_returns.png",
-                "fig_training_curves.png"):
-        assert (tmp_path / "results" / png).exists() and f"]({png})" in readme
-    # the checkpoints live under --logs, one folder per experiment
-    assert (tmp_path / "logs" / "sinusoid" / "run_experiments.log").exists()
+                "fig5_rl_returns.png", "fig_training_curves.png"):
+        assert (results / png).exists() and f"]({png})" in readme
     # a second invocation resumes: nothing is trained again
-    out = _run(tmp_path, "sinusoid", "rl_point_maml", "--no-figures")
+    out = quick.run("sinusoid", "rl_point_maml", "--no-figures")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Nothing to train" in out.stdout and "resumed from" in out.stdout

@@ -151,7 +151,8 @@ def sinusoid_export(tmp_path_factory):
 
 @pytest.mark.parametrize("cfg,fixture,shapes", [
     # (tasks, ways, shots, queries, steps, lr); steps None: the signature's defaults (training values)
-    (OMNI, "omniglot_export", [(2, 5, 1, 5, None, None), (3, 5, 2, 7, 3, 0.1), (1, 3, 1, 4, 1, 0.4)]),
+    pytest.param(OMNI, "omniglot_export", [(2, 5, 1, 5, None, None), (3, 5, 2, 7, 3, 0.1), (1, 3, 1, 4, 1, 0.4)],
+                 marks=pytest.mark.slow),
     (SINE, "sinusoid_export", [(4, 1, 10, 10, None, None), (2, 1, 5, 3, 4, 0.02)]),
 ], ids=["omniglot-conv-bn", "sinusoid-fc"])
 def test_saved_model_matches_training_code_in_clean_process(cfg, fixture, shapes, request, tmp_path):
@@ -193,6 +194,7 @@ def _saved_model_cli() -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_and_run(omniglot_export):
     export_dir, weights, tmp = omniglot_export
     cli = _saved_model_cli()
@@ -234,6 +236,7 @@ def test_export_refuses_existing_dir_and_overwrites_atomically(omniglot_export):
     assert sorted(os.listdir(tmp)) == before
 
 
+@pytest.mark.slow
 def test_export_cli_from_experiment_folder(tmp_path):
     prefix, _ = _checkpoint(SINE, tmp_path / "logs")
     flags = ["--datasource=sinusoid", "--norm=None", "--update_batch_size=10", "--update_lr=0.01",
@@ -252,9 +255,9 @@ def test_export_cli_from_experiment_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_reference_miniimagenet_checkpoint_export_matches_training_code(shared_dir, tmp_path):
+def test_reference_miniimagenet_checkpoint_export_matches_training_code(reference_checkpoint, tmp_path):
     """The original code's MiniImagenet checkpoint, exported directly, against MetaLearner.evaluate."""
-    prefix = str(shared_dir / "reference" / "maml_miniimagenet_5way1shot" / "model59000")
+    prefix = reference_checkpoint
     cfg = Config(datasource="miniimagenet", num_filters=32, max_pool=True, update_lr=0.01, num_updates=5,
                  meta_batch_size=4, update_batch_size=1)
     export_dir = export_saved_model(cfg, prefix, str(tmp_path / "export"))

@@ -67,6 +67,7 @@ def test_more_classes_than_the_split_has(data_dir, tmp_path):
         run(cfg, log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_training_does_not_retrace_between_iterations(data_dir, tmp_path):
     """Every iteration feeds new batches; the compiled steps are traced once per signature only."""
     from maml_tf.learner import build

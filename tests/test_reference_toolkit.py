@@ -27,14 +27,12 @@ OMNI = Config(datasource="omniglot", num_classes=5, update_batch_size=1, update_
 
 
 @pytest.fixture(scope="module")
-def reference_ckpt(shared_dir) -> str:
-    prefix = shared_dir / "reference" / "maml_miniimagenet_5way1shot" / "model59000"
-    if not pathlib.Path(str(prefix) + ".index").is_file():
-        pytest.fail(f"reference checkpoint {prefix} not found")
-    return str(prefix)
+def reference_ckpt(reference_checkpoint) -> str:
+    return reference_checkpoint
 
 
-def test_import_reference_checkpoint_equals_case_E_init(reference_ckpt, shared_dir, tmp_path):
+@pytest.mark.integration
+def test_import_reference_checkpoint_equals_case_E_init(reference_ckpt, shared_golden_dir, tmp_path):
     cfg = Config(logdir=str(tmp_path), **REF_FLAGS)
     dest = checkpoints.import_reference(cfg, reference_ckpt, log=lambda *_: None)
     assert dest == str(tmp_path / "cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm" / "model59000")
@@ -43,7 +41,7 @@ def test_import_reference_checkpoint_equals_case_E_init(reference_ckpt, shared_d
     written = ckpt.load(dest)
     model_vars = sorted(k for k in written if k.startswith("model/"))
     assert len(model_vars) == 14
-    with np.load(shared_dir / "golden" / "case_E.npz") as fixture:
+    with np.load(shared_golden_dir / "case_E.npz") as fixture:
         for name in model_vars:
             ours, ref = written[name], fixture[f"init__{key(name)}"]
             assert ours.dtype == ref.dtype and ours.shape == ref.shape and ours.tobytes() == ref.tobytes(), name
@@ -92,9 +90,9 @@ def test_export_ckpt_writes_only_reference_variables_a_tf1_saver_restores(tmp_pa
         checkpoints.export_reference(OMNI.replace(num_filters=8), source, str(tmp_path / "x" / "m"), log=lambda *_: None)
 
 
-def test_dump_reproduces_fixture_A_in_its_format(shared_dir, tmp_path):
+def test_dump_reproduces_fixture_A_in_its_format(golden_dir, tmp_path):
     """dump on fixture A's batch and weights: the fixture's own keys, and the reference's numbers."""
-    fixture_json = shared_dir / "golden" / "case_A.json"
+    fixture_json = golden_dir / "case_A.json"
     batch = str(tmp_path / "batch.npz")
     cfg = cli.fixture_batch(str(fixture_json), batch)
     meta_in = json.loads(fixture_json.read_text())
@@ -102,7 +100,7 @@ def test_dump_reproduces_fixture_A_in_its_format(shared_dir, tmp_path):
                    log=lambda *_: None)
     meta = json.loads((tmp_path / "ours.json").read_text())
     assert meta["flags"] == cfg.to_dict() and meta["test_num_updates"] == meta_in["test_num_updates"]
-    with np.load(shared_dir / "golden" / "case_A.npz") as ref, np.load(tmp_path / "ours.npz") as ours:
+    with np.load(golden_dir / "case_A.npz") as ref, np.load(tmp_path / "ours.npz") as ours:
         expected_keys = set(ref.files) - {"sinusoid_amp", "sinusoid_phase"}
         assert set(ours.files) == expected_keys
         for k in expected_keys:
@@ -114,7 +112,7 @@ def test_dump_reproduces_fixture_A_in_its_format(shared_dir, tmp_path):
     assert set(out) == expected_keys
 
 
-def test_dump_bad_input(shared_dir, tmp_path):
+def test_dump_bad_input(golden_dir, tmp_path):
     cfg = Config(datasource="sinusoid", norm="None", update_batch_size=10, meta_batch_size=4)
     rs = np.random.RandomState(0)
     arrays = {k: rs.rand(4, 10, 1).astype(np.float32) for k in cli.BATCH_KEYS}
@@ -129,8 +127,8 @@ def test_dump_bad_input(shared_dir, tmp_path):
         cli.dump(cfg, str(tmp_path / "noinit.npz"), str(tmp_path / "o3"), log=lambda *_: None)
     # a fixture whose npz lacks an array the json lists
     for f in ("case_A.json", "case_A_firstorder.npz", "case_A_float64.npz"):
-        shutil.copy(shared_dir / "golden" / f, tmp_path / f)
-    with np.load(shared_dir / "golden" / "case_A.npz") as ref:
+        shutil.copy(golden_dir / f, tmp_path / f)
+    with np.load(golden_dir / "case_A.npz") as ref:
         np.savez(tmp_path / "case_A.npz", **{k: ref[k] for k in ref.files if k != "outputbs"})
     with pytest.raises(MamlError, match="arrays missing: outputbs"):
         cli.fixture_batch(str(tmp_path / "case_A.json"), str(tmp_path / "b.npz"))

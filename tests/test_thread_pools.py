@@ -4,12 +4,15 @@ With TensorFlow's default pools (ops running concurrently) oneDNN's kernels on M
 max-pool net make repeated meta-gradients of the same weights and batch differ (measured: up to
 1e-2 absolute on the full net, and on the small one below); the automatic plan runs that net one op
 at a time. The Omniglot net it runs one op per core, and there they stay identical. Thread pools are
-fixed per process, so each check runs in a fresh one.
+fixed per process, so each check runs in a fresh one, with any GPU hidden (CUDA_VISIBLE_DEVICES=""):
+these are the CPU plans and CPU kernels, whatever the host has.
 """
 import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 # argv: net (miniimagenet | omniglot); the meta-gradients of one batch are taken `repeats` times.
 SCRIPT = textwrap.dedent("""
@@ -43,11 +46,13 @@ SCRIPT = textwrap.dedent("""
 
 
 def _run(net: str) -> str:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, net], capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-c", SCRIPT, net], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
 
+@pytest.mark.slow
 def test_max_pool_meta_gradients_are_reproducible_with_auto_pools():
     stdout = _run("miniimagenet")
     assert "pools (0, 1)" in stdout

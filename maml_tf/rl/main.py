@@ -49,7 +49,10 @@ def main(argv):
 
 
 def _train() -> None:
-    cfg = preset(FLAGS.env, FLAGS.algo, **{k: getattr(FLAGS, k) for k in _OVERRIDES})
+    try:
+        cfg = preset(FLAGS.env, FLAGS.algo, **{k: getattr(FLAGS, k) for k in _OVERRIDES})
+    except ValueError as e:  # RLConfig's flag checks: a bad flag is the user's error, not a traceback
+        raise MamlError(str(e)) from None
     from maml_tf.rl.train import Trainer  # heavy imports after flag validation
 
     print(f"config: {cfg.to_json()}", flush=True)

@@ -5,12 +5,12 @@ Mirrors `sandbox/rocky/tf/optimizers/conjugate_gradient_optimizer.py` and
 objective is supplied as callables on a flat parameter vector, so the same code runs plain TRPO
 (oracle baselines) and MAML-TRPO (where every call goes through the inner update).
 
-Hessian-vector products: the reference uses central finite differences of the constraint
-gradient, ``Hv ~ (g(theta + eps v) - g(theta - eps v)) / (2 eps)`` with ``eps = base_eps /
-(||theta|| + 1e-8)``.  Because `ConjugateGradientOptimizer` constructs
-`FiniteDifferenceHvp(num_slices)` positionally, its effective ``base_eps`` is 1 (not 1e-8);
-:data:`REFERENCE_FD_BASE_EPS` keeps that quirk.  The exact alternative lives with the objective
-(it needs autodiff), see `maml_trpo.MetaObjective.kl_hvp_exact`.
+Hessian-vector products are supplied as a callable too; they live with the objective, in one
+compiled call each (`maml_trpo.MetaObjective.kl_hvp_fd` and `kl_hvp_exact`).  The reference uses
+central finite differences of the constraint gradient, ``Hv ~ (g(theta + eps v) - g(theta - eps v))
+/ (2 eps)`` with ``eps = base_eps / (||theta|| + 1e-8)``.  Because `ConjugateGradientOptimizer`
+constructs `FiniteDifferenceHvp(num_slices)` positionally, its effective ``base_eps`` is 1 (not
+1e-8); :data:`REFERENCE_FD_BASE_EPS` keeps that quirk.
 """
 from __future__ import annotations
 
@@ -50,20 +50,6 @@ def conjugate_gradient(f_ax: Callable[[Vec], Vec], b: Vec, cg_iters: int = REFER
         p = r + (new_rdotr / rdotr) * p
         rdotr = new_rdotr
     return x
-
-
-def finite_difference_hvp(grad_fn: Callable[[Vec], Vec], theta: Vec, v: Vec,
-                          base_eps: float = REFERENCE_FD_BASE_EPS) -> Vec:
-    """Central-difference H v of the function whose gradient is `grad_fn` (reference form).
-
-    The probe displacement is eps * v with the raw (unnormalised) v, as in the reference.
-    """
-    theta = np.asarray(theta)
-    eps = np.asarray(base_eps / (np.linalg.norm(theta) + 1e-8), dtype=theta.dtype)
-    v = np.asarray(v, dtype=theta.dtype)
-    g_plus = np.asarray(grad_fn(theta + eps * v), dtype=np.float64)
-    g_minus = np.asarray(grad_fn(theta - eps * v), dtype=np.float64)
-    return (g_plus - g_minus) / (2.0 * float(eps))
 
 
 @dataclass

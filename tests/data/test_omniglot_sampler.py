@@ -1,4 +1,4 @@
-"""Omniglot task sampler on real characters (6 alphabets, 103 characters: conftest) from ../shared."""
+"""Omniglot task sampler on real characters (6 alphabets, 103 characters: tests/fixtures/omniglot)."""
 import pathlib
 import random
 import shutil

@@ -1,4 +1,4 @@
-"""prepare_omniglot on small zips cut from the real images_background.zip in ../shared."""
+"""prepare_omniglot on small zips cut from real Omniglot images (tests/fixtures/omniglot)."""
 import hashlib
 import io
 import pathlib
@@ -35,9 +35,11 @@ def _write_sums(folder: pathlib.Path):
 
 
 @pytest.fixture(scope="module")
-def source(shared_dir, tmp_path_factory):
+def source(tmp_path_factory):
     """{member name: bytes} for the chosen alphabets, plus a src folder with both zips and sums."""
-    with zipfile.ZipFile(shared_dir / "data" / "omniglot" / "images_background.zip") as real:
+    from conftest import SMALL_OMNIGLOT_ZIP
+
+    with zipfile.ZipFile(SMALL_OMNIGLOT_ZIP) as real:
         data = {n: real.read(n) for n in _members(real, BACKGROUND + EVALUATION)}
     src = tmp_path_factory.mktemp("omniglot_src")
     background = [(n, d) for n, d in data.items() if n.split("/")[1] in BACKGROUND]

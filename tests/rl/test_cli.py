@@ -39,4 +39,6 @@ def test_main_rejects_bad_flags(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     p = subprocess.run([sys.executable, "-m", "maml_tf.rl.main", "--env", "point", "--meta_step_size", "-1",
                         "--run_dir", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and "maml_tf.rl: error: --meta_step_size" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "maml_tf.rl: error: --meta_step_size" in p.stderr
+    assert "Traceback" not in p.stderr and not os.listdir(tmp_path)  # refused before anything was written

@@ -13,10 +13,46 @@ def test_goal_lists_are_the_reference_seeded_draws():
     np.testing.assert_array_equal(ev.test_goals("cheetah_vel"), np.random.uniform(0.0, 2.0, size=(40,)))
 
 
-def test_protocol_step_sizes_and_batches():
-    p = ev.PROTOCOLS["ant_dir"]
-    assert p.batch_size == 8000 and p.later_factor == 0.01 and p.first_lr["random"] == 1.0
-    assert ev.PROTOCOLS["point"].n_itr == 5 and ev.PROTOCOLS["cheetah_vel"].first_lr["pretrain"] == 0.02
+def _protocol_run(monkeypatch, env, method, **kw):
+    """What `evaluate` hands the per-goal adaptation loop: [(env_id, goals, batch, H, n_itr, alpha_1, alpha_2, seed)]."""
+    from maml_tf.rl import train
+    from maml_tf.rl.envs import env_info
+    from maml_tf.rl.policies import GaussianMLPPolicy
+
+    calls = []
+
+    def record(policy, theta, env_id, goals, proto, n_itr, first_lr, later_lr, seed, env_workers=0):
+        calls.append((env_id, len(goals), proto.batch_size, proto.max_path_length, n_itr, first_lr, later_lr, seed))
+        return np.zeros((n_itr, len(goals)))
+
+    def load_policy(path):  # a trained checkpoint's policy for the env evaluated
+        policy = GaussianMLPPolicy(env_info(ev.FAMILIES[env][method == "oracle"]).obs_dim,
+                                   env_info(ev.FAMILIES[env][0]).act_dim, hidden_sizes=(4,))
+        return policy, policy.get_flat()
+
+    monkeypatch.setattr(ev, "adapt_and_record", record)
+    monkeypatch.setattr(train, "load_policy", load_policy)
+    result = ev.evaluate(env, method, checkpoint=None if method == "random" else "ckpt.npz", log=lambda s: None, **kw)
+    assert np.asarray(result["task_avg_returns"]).shape == (calls[0][4], kw.get("n_goals", 40))
+    return result, calls
+
+
+def test_evaluate_runs_the_reference_protocol(monkeypatch):
+    """Step sizes, batches, horizons and iterations as the reference's test scripts ran them."""
+    # 2D navigation, MAML: 40 goals at once, 4000 steps of H=100 per goal, 5 samplings, alpha 0.5 then 0.25
+    result, calls = _protocol_run(monkeypatch, "point", "maml")
+    assert calls == [("maml_tf/PointGoal-v0", 40, 4000, 100, 5, 0.5, 0.25, 4)]
+    assert (result["alpha_1"], result["alpha_2"], result["batch_size"]) == (0.5, 0.25, 4000)
+    # ant direction, random init: 8000 steps of H=200, first step 1.0 then 1% of it
+    _, calls = _protocol_run(monkeypatch, "ant_dir", "random", n_goals=6, goal_chunk=4)
+    assert calls == [("maml_tf/AntDir-v0", 4, 8000, 200, 4, 1.0, 0.01, 0),
+                     ("maml_tf/AntDir-v0", 2, 8000, 200, 4, 1.0, 0.01, 4)]  # each chunk seeded on from run_seed
+    # half-cheetah velocity, pretrained: its own first step size
+    _, calls = _protocol_run(monkeypatch, "cheetah_vel", "pretrain", n_goals=2)
+    assert calls == [("maml_tf/HalfCheetahVel-v0", 2, 4000, 200, 4, 0.02, 0.01, 2)]
+    # the oracle sees the task: one sampling, nothing adapted, on the oracle env
+    _, calls = _protocol_run(monkeypatch, "cheetah_dir", "oracle", n_goals=2, batch_size=200)
+    assert calls == [("maml_tf/HalfCheetahDirOracle-v0", 2, 200, 200, 1, 0.0, 0.0, 0)]
 
 
 def test_summary_and_table():

@@ -161,6 +161,7 @@ def test_problem_discriminates_wrong_normalisers(single):
     assert single["step_info"][0] == 1 and single["step_info"][7] == 1  # both steps accepted: a real move
 
 
+@pytest.mark.slow
 def test_mirrored_two_logical_cpus_equals_single_replica(tmp_path, single):
     (dist,) = _run_children(tmp_path, "mirrored", [None])
     np.testing.assert_array_equal(dist["bounds"], [0, 4])  # one worker holds every task

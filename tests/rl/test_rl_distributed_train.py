@@ -82,6 +82,7 @@ def _child_mirrored(run_dir: str, out: str) -> None:
     np.savez(out, **vals)
 
 
+@pytest.mark.slow
 def test_mirrored_two_replicas_trains_and_takes_the_single_replica_step(tmp_path):
     run, out = tmp_path / "run", tmp_path / "out.npz"
     p = subprocess.run([sys.executable, __file__, "mirrored", str(run), str(out)], env=_child_env(),

@@ -1,8 +1,11 @@
-"""Conjugate gradient, FD Hessian-vector products and the TRPO line search (pure numpy)."""
+"""Conjugate gradient, the finite-difference Hessian-vector product training uses, the TRPO line search."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from maml_tf.rl import trpo
+from maml_tf.rl.maml_trpo import Batch, MetaObjective
+from maml_tf.rl.policies import GaussianMLPPolicy
 
 
 def _spd(n, seed=0, cond=10.0):
@@ -29,21 +32,44 @@ def test_cg_zero_rhs_returns_zero():
     assert np.all(trpo.conjugate_gradient(lambda v: v, np.zeros(4)) == 0)
 
 
-def test_fd_hvp_exact_on_quadratic_and_uses_reference_eps():
-    a = _spd(6, seed=3)
-    theta = np.random.default_rng(4).normal(size=6)
-    v = np.random.default_rng(5).normal(size=6)
+def _objective_with_quadratic_kl(probes: list):
+    """A MetaObjective whose KL gradient is A x (a quadratic KL): its FD product must be exactly A v.
+
+    The probes it is evaluated at are appended to `probes` (numbers when run eagerly).
+    """
+    pol = GaussianMLPPolicy(3, 2, hidden_sizes=(4,), seed=0, dtype="float64")
+    obj = MetaObjective(pol, 0.1, 1)
+    a = _spd(pol.num_params, seed=3)
+
+    def kl_grad(theta, b0, b1):
+        probes.append(theta)
+        return tf.linalg.matvec(tf.constant(a), theta)
+
+    obj._kl_grad = kl_grad  # before the first trace: the compiled kl_hvp_fd calls this too
+    zeros = lambda *shape: tf.zeros(shape, tf.float64)
+    batch = Batch(zeros(1, 2, 3), zeros(1, 2, pol.action_dim_stored), zeros(1, 2), zeros(1, 2), zeros(1, 2, pol.info_dim))
+    return obj, a, batch
+
+
+def test_kl_hvp_fd_is_exact_on_a_quadratic_and_probes_at_the_reference_eps():
+    """MetaObjective.kl_hvp_fd (what meta_trpo_step and the distributed step call with hvp='fd')."""
     probes = []
-
-    def grad(x):
-        probes.append(x.copy())
-        return a @ x
-
-    hv = trpo.finite_difference_hvp(grad, theta, v)
+    obj, a, batch = _objective_with_quadratic_kl(probes)
+    rng = np.random.default_rng(4)
+    theta, v = rng.normal(size=a.shape[0]), rng.normal(size=a.shape[0])
+    base = tf.constant(trpo.REFERENCE_FD_BASE_EPS, tf.float64)
+    # eagerly, the probes are numbers: theta +- eps v with the raw v and eps = 1 / (||theta|| + 1e-8),
+    # the reference's FiniteDifferenceHvp with its effective base_eps of 1
+    hv = obj._kl_hvp_fd(tf.constant(theta), tf.constant(v), batch, batch, base).numpy()
     np.testing.assert_allclose(hv, a @ v, rtol=1e-9)
-    eps = 1.0 / (np.linalg.norm(theta) + 1e-8)  # base_eps = 1 quirk
-    np.testing.assert_allclose(probes[0] - theta, eps * v, rtol=1e-12)
-    np.testing.assert_allclose(probes[1] - theta, -eps * v, rtol=1e-12)
+    eps = 1.0 / (np.linalg.norm(theta) + 1e-8)
+    assert len(probes) == 2
+    np.testing.assert_allclose(probes[0].numpy() - theta, eps * v, rtol=1e-9)
+    np.testing.assert_allclose(probes[1].numpy() - theta, -eps * v, rtol=1e-9)
+    # the compiled function training calls gives the same product, for any base eps
+    for b in (1.0, 1e-3):
+        out = obj.kl_hvp_fd(tf.constant(theta), tf.constant(v), batch, batch, tf.constant(b, tf.float64))
+        np.testing.assert_allclose(out.numpy(), a @ v, rtol=1e-9)
 
 
 def _quadratic_problem(n=5, seed=0):
