@@ -8,7 +8,7 @@ Three sets (markers registered in setup.cfg):
   `$MAML_TF_SHARED`: the full Omniglot zips and the MiniImagenet golden case E);
   run with `-m integration`;
 * `slow`: heavy checks (multi-process clusters, learning runs); `-m slow`, or `--runslow` to add them
-  to whatever else is selected.
+  to the default set.
 An explicit `-m EXPR` decides by itself; without one, the integration and slow tests are deselected
 (the summary says how many and how to run them). `.ci/run` runs all three sets.
 """
