@@ -8,7 +8,7 @@ Three sets (markers registered in setup.cfg):
   `$MAML_TF_SHARED`: the full Omniglot zips and the MiniImagenet golden case E);
   run with `-m integration`;
 * `slow`: heavy checks (multi-process clusters, learning runs); `-m slow`, or `--runslow` to add them
-  to whatever else is selected.
+  to the default set.
 An explicit `-m EXPR` decides by itself; without one, the integration and slow tests are deselected
 (the summary says how many and how to run them). `.ci/run` runs all three sets.
 """
@@ -34,9 +34,9 @@ SHARED = pathlib.Path(os.environ.get("MAML_TF_SHARED", REPO.parent / "shared"))
 
 # What each piece of outside data is and where to get it (the skip reasons quote these).
 OUTSIDE_DATA = {
-    "golden": ("golden/case_E.json (+ its npz files): the MiniImagenet golden fixture, produced by running "
-               "cbfinn/maml from its model59000 checkpoint; the project's fixture set"),
-    "omniglot": ("data/omniglot/images_background.zip and images_evaluation.zip: the official Omniglot archives, "
+    "golden": ("the MiniImagenet golden fixture case E and its npz files, produced by running the original "
+               "cbfinn/maml code from its model59000 checkpoint: the project's full fixture set"),
+    "omniglot": ("the official Omniglot archives images_background.zip and images_evaluation.zip, from "
                  "github.com/brendenlake/omniglot (python/)"),
 }
 _MARKED = ("integration", "slow")
@@ -78,7 +78,7 @@ def _outside(kind: str, relative: str) -> pathlib.Path:
     """A path under ../shared; skips (fails under CI=true, where ../shared must be there) without it."""
     path = SHARED / relative
     if not path.exists():
-        message = f"needs {SHARED / relative}: {OUTSIDE_DATA[kind]} (put ../shared beside the clone or set MAML_TF_SHARED)"
+        message = f"needs {path}, {OUTSIDE_DATA[kind]} (put ../shared beside the clone or set MAML_TF_SHARED)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
