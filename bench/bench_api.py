@@ -102,7 +102,8 @@ def run(args) -> dict:
             _block(out)
             rates[name].append(calls[name] / (time.perf_counter() - t0))
     result = {"workload": args.workload, "description": wl.description + (
-                  f" (meta-batch {cfg.meta_batch_size} here)" if args.meta_batch_size else ""), "intra_op": intra, "inter_op": inter,
+                  f" (meta-batch {cfg.meta_batch_size} here)" if args.meta_batch_size else ""),
+                  "intra_op": intra, "inter_op": inter,
               "rounds": args.rounds, "first_call_s": first, "rates": rates,
               "its_per_s_median": {n: statistics.median(r) for n, r in rates.items()},
               "metagrad_max_rel_diff_vs_faithful": check}

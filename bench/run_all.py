@@ -1,4 +1,5 @@
-"""Every benchmark in one command: supervised MAML, the public API vs the faithful path, the data pipeline, the RL environments, the RL sampler/TRPO step.
+"""Every benchmark in one command: supervised MAML, the public API vs the faithful path, the data pipeline,
+the RL environments, the RL sampler/TRPO step.
 
     scripts/venv.sh python bench/run_all.py             # tables on stdout
     scripts/venv.sh python bench/run_all.py --quick     # shorter runs (fewer repeats, small RL batches)
@@ -41,7 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller RL batches")
     ap.add_argument("--only", default="supervised,ops,api,data,envs,rl",
                     help="comma-separated suites: supervised, ops, api, data, envs, rl")
-    ap.add_argument("--workloads", default=None, help="supervised workloads, for the supervised and ops suites (default: all five)")
+    ap.add_argument("--workloads", default=None,
+                    help="supervised workloads, for the supervised and ops suites (default: all five)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per suite")
     ap.add_argument("--json", default=None, help="write every result to this file")
     args = ap.parse_args(argv)

@@ -95,7 +95,8 @@ def main(argv=None) -> dict:
         if it % 50 == 0 or it == args.iterations - 1:
             print(f"iteration {it:4d}  meta-loss {float(loss):.3f}  ({time.time() - start:.0f} s)", flush=True)
     before, after = evaluate(0), evaluate(args.inner_steps)
-    print(f"test accuracy over {len(range(0, args.eval_tasks, args.meta_batch_size)) * args.meta_batch_size} {args.ways}-way {args.shots}-shot tasks: "
+    tasks = len(range(0, args.eval_tasks, args.meta_batch_size)) * args.meta_batch_size
+    print(f"test accuracy over {tasks} {args.ways}-way {args.shots}-shot tasks: "
           f"before adaptation {before:.1%}, after {args.inner_steps} step(s) {after:.1%}")
     if args.export_dir:
         print("exported to", maml_tf.export_maml(maml, args.export_dir, overwrite=True))

@@ -72,7 +72,7 @@ def _run_children(tmp_path, mode: str, tf_configs: list[dict | None], timeout: f
         outs.append(out)
     from _procs import wait_all
 
-    logs = wait_all(procs, timeout, tail=3000)
+    wait_all(procs, timeout, tail=3000)
     results = []
     for out in outs:
         with np.load(out) as z:

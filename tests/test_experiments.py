@@ -2,7 +2,6 @@
 
 These tests run no training (fast); tests/test_experiments_quick.py runs the script end to end.
 """
-import json
 import os
 import subprocess
 import sys

@@ -54,7 +54,8 @@ def test_import_reference_checkpoint_equals_case_E_init(reference_ckpt, shared_g
     (dict(num_classes=20), r"model/w5 has shape \[800, 5\] but this model expects \[800, 20\]"),
     (dict(norm="None"), r"variable model/0/beta \[32\] is not part of the network"),
     (dict(norm="layer_norm"), r"variable model/0/gamma is missing"),
-    (dict(datasource="omniglot", max_pool=False), r"model/conv1 has shape \[3, 3, 3, 32\] but this model expects \[3, 3, 1, 32\]"),
+    (dict(datasource="omniglot", max_pool=False),
+     r"model/conv1 has shape \[3, 3, 3, 32\] but this model expects \[3, 3, 1, 32\]"),
 ])
 def test_import_names_the_variable_that_does_not_fit(reference_ckpt, tmp_path, changes, message):
     cfg = Config(logdir=str(tmp_path), **{**REF_FLAGS, **changes})

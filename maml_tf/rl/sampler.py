@@ -29,7 +29,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
-import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 from gymnasium.vector import AutoresetMode
@@ -160,7 +159,8 @@ class TaskSampler:
                 if resetting[e]:
                     continue
                 b = buf[e]
-                b[0].append(flat_obs[e]); b[1].append(actions[e]); b[2].append(rewards[e]); b[3].append(info[e])
+                for column, value in zip(b, (flat_obs[e], actions[e], rewards[e], info[e])):
+                    column.append(value)
                 if terms[e] or truncs[e]:
                     i = task_of_env[e]
                     if stop_rule == "total" or done_steps[i] < quota:

@@ -19,7 +19,8 @@ def _run(args, cwd):
 def test_main_then_evaluate(tmp_path):
     run = tmp_path / "run"
     # pretrain (use_maml=False) keeps the subprocess cheap; the MAML step itself is covered in test_train
-    out = _run(["maml_tf.rl.main", "--env", "point", "--algo", "pretrain", "--n_itr", "1", "--fast_batch_size", "2", "--meta_batch_size", "2",
+    out = _run(["maml_tf.rl.main", "--env", "point", "--algo", "pretrain", "--n_itr", "1", "--fast_batch_size", "2",
+                "--meta_batch_size", "2",
                 "--max_path_length", "10", "--run_dir", str(run)], REPO)
     assert "itr    0 | pre" in out and "done: best training return" in out
     assert (run / "best.npz").exists() and (run / "progress.csv").exists() and (run / "tb").is_dir()
