@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from maml_tf.config import Config
-from maml_tf.experiment import build
+from maml_tf.learner import build
 from maml_tf import run as driver  # its `test` would be collected as a test if imported by name
 
 
