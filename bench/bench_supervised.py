@@ -1,7 +1,7 @@
-"""Supervised MAML meta-iterations/s on the paper configurations, against the original code's figures.
+"""Supervised MAML meta-iterations/s on the paper configurations, against the original code in the same run.
 
     scripts/venv.sh python bench/bench_supervised.py                 # all five workloads, defaults
-    scripts/venv.sh python bench/bench_supervised.py --workloads omniglot5 --jit
+    scripts/venv.sh python bench/bench_supervised.py --workloads omniglot5,omniglot20 --rounds 3
     scripts/venv.sh python bench/bench_supervised.py --json out.json
 
 Each workload runs in its own child process, so that its peak memory (ru_maxrss) is its own and
@@ -10,11 +10,13 @@ right shapes (the data pipeline is not what is measured: maml-tf's streams are n
 keep up by a wide margin). What is timed is `MetaLearner.meta_train_step`, the training step of
 main.py (meta-gradient + Adam update), after warm-up calls that trace and compile it.
 
-FLOPs per meta-iteration come from TensorFlow's profiler on the traced step graph (registered
-statistics of Conv2D, its two backprop kernels, MatMul and BatchMatMul: the ops that matter here);
-the fraction of hardware is meta-iterations/s * FLOPs over a measured dense float32 matmul rate.
-The original-code figures are the issue's table (TF1 code, TF 2.21 CPU, this 2-core machine):
-compare ratios measured on the same machine, not absolute figures from another.
+The original cbfinn/maml graph's metatrain_op is timed in the same run (`original.py`, from
+`../shared/refbench`), interleaved with ours round by round, at both of its pool settings (TensorFlow's
+default and intra 1 / inter 2); each row gives both ratios. Without refbench that column is skipped,
+saying so. FLOPs per meta-iteration come from TensorFlow's profiler on the traced step graph
+(registered statistics of Conv2D, its two backprop kernels, MatMul and BatchMatMul: the ops that
+matter here); the fraction of hardware is meta-iterations/s * FLOPs over a dense float32 matmul rate
+measured around the workload.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import original  # noqa: E402 - same folder
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -35,29 +40,25 @@ ROOT = os.path.dirname(HERE)
 class Workload:
     description: str
     flags: dict
-    original: float  # original TF1 code, meta-iterations/s (median of 5, issue #8)
-    original_range: tuple[float, float]
     second_order: bool
 
 
-ORIGINAL_MATMUL_GFLOPS = 230.0  # the issue's dense float32 matmul rate when the original was timed
 WORKLOADS = {
     "sinusoid": Workload("sinusoid, mb 25, K=10, 1 step (5 evaluated), SO",
                          dict(datasource="sinusoid", norm="None", meta_batch_size=25, update_batch_size=10,
-                              update_lr=0.001, num_updates=1), 240.0, (196.0, 354.0), True),
+                              update_lr=0.001, num_updates=1), True),
     "omniglot5": Workload("Omniglot 5-way 1-shot, mb 32, 1 step, SO",
                           dict(datasource="omniglot", num_classes=5, meta_batch_size=32, update_batch_size=1,
-                               update_lr=0.4, num_updates=1), 5.5, (5.2, 6.4), True),
+                               update_lr=0.4, num_updates=1), True),
     "omniglot5_fo": Workload("Omniglot 5-way 1-shot, mb 32, 1 step, FO",
                              dict(datasource="omniglot", num_classes=5, meta_batch_size=32, update_batch_size=1,
-                                  update_lr=0.4, num_updates=1, stop_grad=True), 12.4, (12.4, 12.4), False),
+                                  update_lr=0.4, num_updates=1, stop_grad=True), False),
     "omniglot20": Workload("Omniglot 20-way 1-shot, mb 16, 5 steps, SO",
                            dict(datasource="omniglot", num_classes=20, meta_batch_size=16, update_batch_size=1,
-                                update_lr=0.1, num_updates=5), 1.66, (1.66, 1.66), True),
+                                update_lr=0.1, num_updates=5), True),
     "miniimagenet": Workload("MiniImagenet 5-way 1-shot, mb 4, 5 steps, 15 query/class, SO",
                              dict(datasource="miniimagenet", num_classes=5, meta_batch_size=4, update_batch_size=1,
-                                  update_lr=0.01, num_updates=5, num_filters=32, max_pool=True), 0.98,
-                             (0.98, 0.98), True),
+                                  update_lr=0.01, num_updates=5, num_filters=32, max_pool=True), True),
 }
 
 
@@ -178,22 +179,31 @@ def run_child(args) -> dict:
         "its_per_s_median": med, "its_per_s_min": min(rates), "its_per_s_max": max(rates),
         "rates": rates, "calls_per_repeat": calls, "first_call_s": compile_s,
         "peak_memory_mb": peak, "memory_before_build_mb": rss_before, "peak_memory_kind": peak_kind,
-        "original_its_per_s": wl.original, "ratio_to_original": med / wl.original,
         "gflop_per_it": flops / 1e9 if flops else None,
     }
 
 
 def add_hardware_figures(r: dict, mm: float | None) -> dict:
-    """Fraction of hardware and the load-adjusted ratio from the matmul rate `mm` (FLOP/s).
-
-    `mm` is measured in its own process with TensorFlow's default pools (all cores), right before
-    and after the workload: on a shared machine it tells how much of the cores the step had, and
-    the ratio can be adjusted to the issue's unloaded 230 GFLOP/s (ratio * 230 / measured).
-    """
+    """Fraction of hardware from the matmul rate `mm` (FLOP/s), measured in its own process with
+    TensorFlow's default pools (all cores) right before and after the workload."""
     flops = r["gflop_per_it"] * 1e9 if r.get("gflop_per_it") else None
     r["matmul_gflops"] = mm / 1e9 if mm else None
     r["fraction_of_hardware"] = r["its_per_s_median"] * flops / mm if (flops and mm) else None
-    r["ratio_load_adjusted"] = r["ratio_to_original"] * ORIGINAL_MATMUL_GFLOPS * 1e9 / mm if mm else None
+    return r
+
+
+def add_original(r: dict, originals: dict[str, list[dict]]) -> dict:
+    """The original's rates (median over rounds, per pool setting) and our ratio to each."""
+    for pools, runs in originals.items():
+        key = "tf" if pools == "tf" else "12"
+        rates = [o["its_per_s"] for o in runs if "its_per_s" in o]
+        errors = [o["error"] for o in runs if "error" in o]
+        ok = [o for o in runs if "its_per_s" in o]
+        r[f"original_{key}_its_per_s"] = statistics.median(rates) if rates else None
+        r[f"original_{key}_pools"] = f"{ok[0]['intra_op']}/{ok[0]['inter_op']}" if ok else None
+        r[f"ratio_to_original_{key}"] = r["its_per_s_median"] / statistics.median(rates) if rates else None
+        if errors:
+            r[f"original_{key}_error"] = errors[0]
     return r
 
 
@@ -222,28 +232,45 @@ def matmul_in_child(env) -> float | None:
 
 
 def run(args) -> list[dict]:
+    """Per workload, `args.rounds` rounds of: ours, the original at TF's pools, the original at 1/2."""
     results = []
+    compare = args.original and original.refbench_dir() is not None
+    if args.original and not compare and not args.quiet:
+        print("note: ../shared/refbench (or $MAML_TF_REFBENCH) not found: the original code is not timed, "
+              "so there are no same-run ratios", flush=True)
     for name in args.workloads.split(","):
         if name not in WORKLOADS:
             raise SystemExit(f"unknown workload {name!r}; expected some of {', '.join(WORKLOADS)}")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        before = matmul_in_child(env) if args.matmul else None
-        proc = subprocess.run(child_command(args, name), capture_output=True, text=True, env=env,
-                              timeout=args.timeout)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            results.append({"workload": name, "error": " | ".join(tail)})
-        else:
+        ours, originals, error = [], {p: [] for p in original.POOLS}, None
+        for _ in range(args.rounds):
+            before = matmul_in_child(env) if args.matmul else None
+            proc = subprocess.run(child_command(args, name), capture_output=True, text=True, env=env,
+                                  timeout=args.timeout)
+            if proc.returncode != 0:
+                error = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+                break
             after = matmul_in_child(env) if args.matmul else None
             mm = (before + after) / 2 if (before and after) else None
-            results.append(add_hardware_figures(json.loads(proc.stdout.strip().splitlines()[-1]), mm))
+            ours.append(add_hardware_figures(json.loads(proc.stdout.strip().splitlines()[-1]), mm))
+            if compare:  # the same seconds of timing as ours, right after it
+                for pools in original.POOLS:
+                    originals[pools].append(original.time_original(name, args.seconds * args.repeats, pools,
+                                                                   timeout=args.timeout))
+        if error is not None:
+            results.append({"workload": name, "error": error})
+        else:
+            medians = [o["its_per_s_median"] for o in ours]
+            row = dict(sorted(ours, key=lambda o: o["its_per_s_median"])[len(ours) // 2])
+            row.update(round_medians=medians, rounds=len(ours), its_per_s_median=statistics.median(medians))
+            results.append(add_original(row, originals) if compare else row)
         if not args.quiet:
             print(format_row(results[-1]), flush=True)
     return results
 
 
-HEADER = (f"{'workload':<14} {'pools':<5} {'jit':<3} {'it/s med':>9} {'[min-max]':>17} {'orig':>6} {'ratio':>6} "
-          f"{'adj.':>6} {'GFLOP/it':>8} {'hw frac':>7} {'peak MB':>8}")
+HEADER = (f"{'workload':<14} {'pools':<5} {'jit':<3} {'it/s med':>9} {'[min-max]':>17} {'orig tf':>8} {'ratio':>6} "
+          f"{'orig 1/2':>8} {'ratio':>6} {'GFLOP/it':>8} {'hw frac':>7} {'peak MB':>8}")
 
 
 def format_row(r: dict) -> str:
@@ -251,12 +278,15 @@ def format_row(r: dict) -> str:
         return f"{r['workload']:<14} ERROR {r['error']}"
     flop = f"{r['gflop_per_it']:.2f}" if r.get("gflop_per_it") else "?"
     frac = f"{r['fraction_of_hardware']:.2f}" if r.get("fraction_of_hardware") else "?"
-    adj = f"{r['ratio_load_adjusted']:.2f}x" if r.get("ratio_load_adjusted") else "?"
     pools = "/".join(str(r.get(k) or "tf") for k in ("intra_op", "inter_op"))
+
+    def orig(key: str) -> str:
+        rate, ratio = r.get(f"original_{key}_its_per_s"), r.get(f"ratio_to_original_{key}")
+        return f"{rate:>8.3g} {ratio:>5.2f}x" if rate else f"{'-':>8} {'-':>6}"
+
     return (f"{r['workload']:<14} {pools:<5} {'on' if r['jit_compile'] else 'off':<3} {r['its_per_s_median']:>9.3g} "
             f"{'[' + format(r['its_per_s_min'], '.3g') + '-' + format(r['its_per_s_max'], '.3g') + ']':>17} "
-            f"{r['original_its_per_s']:>6.3g} {r['ratio_to_original']:>5.2f}x {adj:>6} {flop:>8} {frac:>7} "
-            f"{r['peak_memory_mb']:>8.0f}")
+            f"{orig('tf')} {orig('12')} {flop:>8} {frac:>7} {r['peak_memory_mb']:>8.0f}")
 
 
 def parse(argv=None):
@@ -274,6 +304,10 @@ def parse(argv=None):
     p.add_argument("--thread_pools", default="auto", choices=["auto", "tf"],
                    help="maml_tf.main's --thread_pools: auto (its default) or tf (TensorFlow's default pools)")
     p.add_argument("--no_matmul", dest="matmul", action="store_false", help="skip the matmul-rate measurement")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds of (ours, original at TF's pools, original at 1/2) per workload; medians reported")
+    p.add_argument("--no_original", dest="original", action="store_false",
+                   help="do not time the original code (../shared/refbench)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per workload")
     p.add_argument("--json", nargs="?", const="-", default=None, help="write results as JSON (to FILE, or stdout)")
     p.add_argument("--quiet", action="store_true")

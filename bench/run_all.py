@@ -59,7 +59,12 @@ def main(argv=None) -> int:
             cmd += ["--workloads", args.workloads] if args.workloads else []
             rc, text = _run(cmd, args.timeout)
             rows = json.load(open(out)) if os.path.exists(out) else []
-        print("== supervised MAML (meta-iterations/s; ratio = vs the original TF1 code, issue #8) ==")
+        from original import refbench_dir  # noqa: E402 - same folder
+
+        print("== supervised MAML (meta-iterations/s; ratios = vs the original TF1 code timed in this run, at TF's "
+              "default pools and at intra 1 / inter 2) ==")
+        if refbench_dir() is None:
+            print("(../shared/refbench not found: the original code was not timed, no ratios)")
         print(HEADER)
         for r in rows:
             print(format_row(r))
