@@ -23,6 +23,9 @@ def synthetic_omniglot(root: pathlib.Path, alphabets: int = 3, characters: int =
             for i in range(images):
                 noisy = glyph ^ (rng.random((28, 28)) < 0.02)
                 Image.fromarray(np.where(noisy, 0, 255).astype(np.uint8)).save(folder / f"{c:04d}_{i:02d}.png")
+    from maml_tf.data.omniglot import mark_subset
+
+    mark_subset(root)  # not the 1623 real characters, on purpose: split in the reference's proportions
     return root
 
 

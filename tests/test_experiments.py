@@ -253,7 +253,7 @@ def test_all_skips_missing_data_and_reports_failures(tmp_path, monkeypatch, caps
     """The orchestration of `all`, with the entry points replaced by a stub (the quick test runs them)."""
     ran = []
 
-    def fake_run(exp, quick, results_dir, logs_dir, data_dir, echo=print):
+    def fake_run(exp, quick, results_dir, logs_dir, data_dir, echo=print, pretrained_dir=None):
         ran.append(exp.name)
         rec = _record(exp.name, quick=quick, status="failed: train exited with 1 (log: x)"
                       if exp.name == "sinusoid_oracle" else "done")
@@ -281,7 +281,7 @@ def test_jobs_run_experiments_side_by_side(tmp_path, monkeypatch, capsys):
 
     lock, state = threading.Lock(), {"now": 0, "peak": 0}
 
-    def fake_run(exp, quick, results_dir, logs_dir, data_dir, echo=print):
+    def fake_run(exp, quick, results_dir, logs_dir, data_dir, echo=print, pretrained_dir=None):
         with lock:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])

@@ -153,8 +153,8 @@ def test_cpu_only_startup_prints_no_cuinit_error():
 
 @pytest.mark.parametrize("flag, message", [("--json=/proc/nope/report.json", "--json: cannot write /proc/nope/report.json"),
                                            ("--dump=/proc/nope", "--dump: cannot write to /proc/nope")])
-def test_parity_refuses_unwritable_outputs_before_comparing(shared_dir, flag, message):
-    out = subprocess.run([sys.executable, "-m", "maml_tf.parity", str(shared_dir / "golden" / "case_A.json"), flag],
+def test_parity_refuses_unwritable_outputs_before_comparing(golden_dir, flag, message):
+    out = subprocess.run([sys.executable, "-m", "maml_tf.parity", str(golden_dir / "case_A.json"), flag],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and f"maml_tf.parity: error: {message}" in out.stderr and "Traceback" not in out.stderr
     assert "case A" not in out.stdout  # nothing was compared

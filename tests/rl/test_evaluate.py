@@ -30,8 +30,14 @@ def _protocol_run(monkeypatch, env, method, **kw):
                                    env_info(ev.FAMILIES[env][0]).act_dim, hidden_sizes=(4,))
         return policy, policy.get_flat()
 
+    def load_checkpoint(path):  # trained for this env and method (evaluate checks that it was)
+        from types import SimpleNamespace
+
+        return {"config": SimpleNamespace(env=env, algo=method)}
+
     monkeypatch.setattr(ev, "adapt_and_record", record)
     monkeypatch.setattr(train, "load_policy", load_policy)
+    monkeypatch.setattr(train, "load_checkpoint", load_checkpoint)
     result = ev.evaluate(env, method, checkpoint=None if method == "random" else "ckpt.npz", log=lambda s: None, **kw)
     assert np.asarray(result["task_avg_returns"]).shape == (calls[0][4], kw.get("n_goals", 40))
     return result, calls
