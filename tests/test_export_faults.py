@@ -49,6 +49,7 @@ def test_a_given_flag_that_differs_from_training_is_refused(trained, tmp_path):
     assert not os.path.exists(tmp_path / "sm")
 
 
+@pytest.mark.slow  # a subprocess or a training run: CI runs it (slow set)
 def test_cli_names_the_flag_given(trained, tmp_path):
     _, prefix = trained
     out = subprocess.run([sys.executable, "-m", "maml_tf.export", "--datasource=sinusoid", "--norm=None",

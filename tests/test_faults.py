@@ -54,6 +54,7 @@ def test_non_finite_weights_are_never_saved(tmp_path):
         loop.checkpoint_tensors(cfg, learner, 5, streams.training_stream(cfg))
 
 
+@pytest.mark.slow  # a subprocess or a training run: CI runs it (slow set)
 def test_seed_minus_one_is_a_message_and_leaves_no_folder(tmp_path):
     out = subprocess.run([sys.executable, "-m", "maml_tf.main", "--seed=-1", "--norm=None", f"--logdir={tmp_path}/logs",
                           "--metatrain_iterations=1"], capture_output=True, text=True, timeout=300)
@@ -131,6 +132,7 @@ def test_a_corrupt_test_image_stops_a_run_that_will_test(mini_dir, tmp_path):
     assert ckpt.list_iterations(os.path.join(cfg.logdir, cfg.exp_string)) == []
 
 
+@pytest.mark.slow  # a subprocess or a training run: CI runs it (slow set)
 def test_resume_on_other_data_is_refused(mini_dir, tmp_path):
     cfg = Config.from_dict(dict(MINI, data_dir=str(mini_dir), logdir=str(tmp_path / "logs")))
     run(cfg, log=QUIET)
@@ -143,6 +145,7 @@ def test_resume_on_other_data_is_refused(mini_dir, tmp_path):
         run(cfg.replace(data_dir=str(moved), metatrain_iterations=4), log=QUIET)
 
 
+@pytest.mark.slow  # a subprocess or a training run: CI runs it (slow set)
 def test_cpu_only_startup_prints_no_cuinit_error():
     code = "import maml_tf, tensorflow as tf; tf.config.list_physical_devices('GPU'); print('ok')"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
@@ -151,6 +154,7 @@ def test_cpu_only_startup_prints_no_cuinit_error():
     assert "cuInit" not in out.stderr
 
 
+@pytest.mark.slow  # a subprocess or a training run: CI runs it (slow set)
 @pytest.mark.parametrize("flag, message", [("--json=/proc/nope/report.json", "--json: cannot write /proc/nope/report.json"),
                                            ("--dump=/proc/nope", "--dump: cannot write to /proc/nope")])
 def test_parity_refuses_unwritable_outputs_before_comparing(golden_dir, flag, message):

@@ -144,6 +144,7 @@ def test_evaluate_refuses_a_checkpoint_of_another_method(tmp_path):
         evaluate("point", "pretrain", path, n_goals=2, n_itr=1, batch_size=100)
 
 
+@pytest.mark.slow  # a subprocess or a training run: CI runs it (slow set)
 def test_rl_evaluate_cli_turns_errors_into_messages(tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("hello")
