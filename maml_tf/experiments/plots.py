@@ -318,8 +318,9 @@ def make_all(results_dir: str, records: dict[str, dict], echo: Callable[[str], N
         try:
             drawn = draw(records, path)
         except Exception as e:  # a figure must never lose the tables: report it and go on
-            echo(f"figure {fn} failed: {type(e).__name__}: {e}")
-            drawn = False
+            echo(f"figure {fn} failed: {type(e).__name__}: {e}" + ("; the previous one is kept" if os.path.exists(path)
+                                                                    else ""))
+            drawn = os.path.exists(path)  # e.g. its checkpoints were in a logs/ folder that is gone
         if drawn:
             out[caption] = fn
         elif os.path.exists(path):
