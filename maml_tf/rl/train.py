@@ -43,7 +43,7 @@ RESUMABLE = ("n_itr", "distribute", "env_workers")
 
 CSV_FIELDS = ["itr", "pre_return", "post_return", "loss_before", "loss_after", "mean_kl", "accepted",
               "n_backtracks", "step_size", "pre_trajs", "post_trajs", "entropy", "t_sample", "t_process",
-              "t_adapt", "t_update", "t_total", "env_steps"]
+              "t_adapt", "t_update", "t_grad", "t_hvp", "n_hvp", "t_line_search", "t_total", "env_steps"]
 TB_SCALARS = ("pre_return", "post_return", "mean_kl", "loss_after", "entropy", "t_total")
 
 
@@ -256,7 +256,8 @@ class Trainer:
         tu = time.perf_counter()
         if cfg.mode == "maml0":
             self.theta, loss = self.pretrain(self.theta, b0)
-            row.update(loss_before=loss, loss_after=np.nan, mean_kl=np.nan, accepted=1, n_backtracks=0, step_size=cfg.pretrain_lr)
+            row.update(loss_before=loss, loss_after=np.nan, mean_kl=np.nan, accepted=1, n_backtracks=0,
+                       step_size=cfg.pretrain_lr, t_grad=np.nan, t_hvp=0.0, n_hvp=0, t_line_search=0.0)
         else:
             if workers is not None:  # b0/b1 hold this worker's tasks; the step is the global one
                 res, times = distributed.meta_trpo_step(workers.objective, self.theta, b0, b1, cfg.meta_step_size,
@@ -265,7 +266,8 @@ class Trainer:
                 res, times = meta_trpo_step(obj, self.theta, b0, b1, cfg.meta_step_size, cfg.hvp, cfg.fd_base_eps)
             self.theta = res.theta
             row.update(loss_before=res.loss_before, loss_after=res.loss_after, mean_kl=res.kl_after,
-                       accepted=int(res.accepted), n_backtracks=res.n_backtracks, step_size=res.initial_step_size)
+                       accepted=int(res.accepted), n_backtracks=res.n_backtracks, step_size=res.initial_step_size,
+                       t_grad=times["grad"], t_hvp=times["hvp"], n_hvp=times["n_hvp"], t_line_search=times["line_search"])
         t_update = time.perf_counter() - tu
         info = b1.dist_info.numpy()
         d = info.shape[-1] // 2
