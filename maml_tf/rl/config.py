@@ -43,13 +43,15 @@ MAML_PRESETS = {
     "ant_vel": dict(fast_lr=0.1, fast_batch_size=20, meta_batch_size=40, max_path_length=200, n_itr=800, meta_step_size=0.01),
     "ant_dir": dict(fast_lr=0.1, fast_batch_size=40, meta_batch_size=40, max_path_length=200, n_itr=800, meta_step_size=0.01),
 }
-# family -> plain-TRPO baseline settings (batch in timesteps, n_itr)
+# family -> plain-TRPO baseline settings (batch in timesteps, n_itr, max mean KL). trpo_point.py and
+# cluster_trpo_{cheetah,ant}.py all use step_size 0.01: the 0.02 of the cheetah fwd/bwd MAML checkpoint
+# (`mlr0.02`) belongs to that MAML run only.
 TRPO_PRESETS = {
-    "point": dict(batch_size=1000, max_path_length=100, n_itr=100),
-    "cheetah_vel": dict(batch_size=20000, max_path_length=200, n_itr=1000),
-    "cheetah_dir": dict(batch_size=20000, max_path_length=200, n_itr=1000),
-    "ant_vel": dict(batch_size=20000, max_path_length=200, n_itr=2000),
-    "ant_dir": dict(batch_size=20000, max_path_length=200, n_itr=2000),
+    "point": dict(batch_size=1000, max_path_length=100, n_itr=100, meta_step_size=0.01),
+    "cheetah_vel": dict(batch_size=20000, max_path_length=200, n_itr=1000, meta_step_size=0.01),
+    "cheetah_dir": dict(batch_size=20000, max_path_length=200, n_itr=1000, meta_step_size=0.01),
+    "ant_vel": dict(batch_size=20000, max_path_length=200, n_itr=2000, meta_step_size=0.01),
+    "ant_dir": dict(batch_size=20000, max_path_length=200, n_itr=2000, meta_step_size=0.01),
 }
 
 

@@ -91,3 +91,12 @@ def test_a_resumed_run_continues_exactly(tmp_path, family, algo):
     if algo == "pretrain":  # the goals were restored, not pinned: the envs still follow the reference's rule
         assert resumed.sampler.envs.get_attr("task") == whole.sampler.envs.get_attr("task")
         assert not any(resumed.sampler.envs.get_attr("_pinned"))
+
+
+def test_trpo_baselines_use_the_reference_step_size():
+    """cluster_trpo_cheetah.py trains the pretrained/oracle baselines at step_size 0.01; only the cheetah
+    fwd/bwd MAML checkpoint used 0.02 (`mlr0.02`), which must not leak into its baselines."""
+    assert preset("cheetah_dir", "maml").meta_step_size == 0.02
+    for env in ("point", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir"):
+        assert preset(env, "oracle").meta_step_size == 0.01
+        assert preset(env, "pretrain").meta_step_size == 0.01
