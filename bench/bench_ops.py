@@ -3,6 +3,8 @@
     scripts/venv.sh python bench/bench_ops.py                          # the five workloads, top 12 op types
     scripts/venv.sh python bench/bench_ops.py --workloads omniglot5 --top 20 --steps 5
     scripts/venv.sh python bench/bench_ops.py --json ops.json
+    scripts/venv.sh python bench/bench_ops.py --workloads omniglot20 --original --steps 5 --top 25
+    scripts/venv.sh python bench/bench_ops.py --workloads omniglot20 --static --top 40   # counts only, no timing
 
 bench_supervised.py says how fast a workload runs; this says why. It times the same lean training
 step (same synthetic batch, same thread pools as maml_tf.main) under `tf.profiler.experimental`,
@@ -12,6 +14,26 @@ wall-clock x threads that kernels were busy (low means waiting and scheduling, n
 convolution kernels' achieved GFLOP/s against a dense matmul's (low means the kernels themselves are
 inefficient on these shapes, which no scheduling fixes). Each workload runs in its own process, as in
 bench_supervised.py, because thread pools are fixed when TensorFlow starts.
+
+`--original` profiles the original cbfinn/maml graph's `metatrain_op` the same way, right after ours:
+`original_ops.py` (a child process) builds it with refbench's harness (`../shared/refbench` or
+$MAML_TF_REFBENCH, imported, never copied; without it the original is skipped with a note) under TF 2.x
+compat.v1, runs `sess.run(metatrain_op)` on refbench's synthetic batch with the pools our step ran with
+(auto resolved: intra 1 / inter 2 on Omniglot here), and profiles it with the same
+`tf.profiler.experimental` trace and the same `kernel_seconds`. One profiler for both sides because it
+does capture Session runs: the kernel events come from TensorFlow's executor, which runs a Session's
+graph and a tf.function's alike, on the same "tf_Compute" threads (checked: a compat.v1 sinusoid
+metatrain_op gives MatMul, ApplyAdam, TensorArray... events on two tf_Compute threads), so compat.v1
+RunMetadata / FULL_TRACE step_stats were not used. In both, inexpensive kernels (Identity, Const, the
+v1 loop's Enter/Merge/Switch/NextIteration, StackPush/Pop) run inline without events (host tracer level
+2, the default, and 3 alike); their cost is in the executor's own share. Both reports are printed side
+by side (ms/step and calls/step per op type, busy
+fraction, executor share), then the op types whose time, and whose calls, differ most.
+
+`--static` runs nothing: op counts per type of our traced lean step (with the functions it calls)
+against the original's metatrain_op subgraph (the ops it depends on), the original's map_fn loop bodies
+counted once per task. Both graphs are pre-Grappler (no pruning, constant folding, fusions or oneDNN
+rewrites), so the profile's calls/step are what actually ran; the static view says what the code builds.
 """
 from __future__ import annotations
 
