@@ -27,8 +27,8 @@ metatrain_op gives MatMul, ApplyAdam, TensorArray... events on two tf_Compute th
 RunMetadata / FULL_TRACE step_stats were not used. In both, inexpensive kernels (Identity, Const, the
 v1 loop's Enter/Merge/Switch/NextIteration, StackPush/Pop) run inline without events (host tracer level
 2, the default, and 3 alike); their cost is in the executor's own share. Both reports are printed side
-by side (ms/step and calls/step per op type, busy
-fraction, executor share), then the op types whose time, and whose calls, differ most.
+by side (ms/step and calls/step per op type, busy fraction, executor share), then the op types whose
+time, and whose calls, differ most.
 
 `--static` runs nothing: op counts per type of our traced lean step (with the functions it calls)
 against the original's metatrain_op subgraph (the ops it depends on), the original's map_fn loop bodies
