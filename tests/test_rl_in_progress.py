@@ -102,3 +102,10 @@ def test_rl_rows_in_progress_and_old_records_render(tmp_path):
     assert set(old) == {f"rl_point_{m}" for m in registry.RL_METHODS}
     assert "not run" not in point and "| best.npz (an older run's: after the best-returning iteration's update) |" \
         in point
+
+
+def test_an_evaluation_of_a_snapshot_never_written_fails_clearly(tmp_path):
+    ev = registry.EXPERIMENTS["rl_cheetah_dir_maml"].commands(False, str(tmp_path), "", "OUT")[-1]
+    assert "itr_100.npz was not written" in runner._missing_snapshot(ev)
+    open(tmp_path / "itr_100.npz", "w").close()
+    assert runner._missing_snapshot(ev) is None

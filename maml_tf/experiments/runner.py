@@ -315,6 +315,10 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
             record["status"] = keeper.status_line() if keeper is not None else f"stopped before its {cmd.role}"
             break
         cmd = _prepare(cmd)
+        missing = _missing_snapshot(cmd)
+        if missing:
+            record["status"] = f"failed: {missing}"
+            break
         echo(f"  [{exp.name}] {cmd.role}{' ' + cmd.label if cmd.label else ''}: {' '.join(cmd.argv())}")
         training = keeper is not None and cmd.role == "train"
         if training:
@@ -355,6 +359,20 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
         snapshots.remove(results_dir, exp.name)  # finished: the weights ship, the resume state goes
     write_record(results_dir, record)
     return record
+
+
+def _missing_snapshot(cmd: Command) -> str | None:
+    """Why an RL evaluation cannot start: its itr_<N>.npz was never written (None: it exists, or not RL).
+
+    A run folder trained past N before snapshots were numbered as the reference's (itr_24, itr_49, ...)
+    lacks it; the message says so rather than letting rl.evaluate fail on a missing file.
+    """
+    if cmd.module != "maml_tf.rl.evaluate" or "checkpoint" not in cmd.flags or os.path.exists(cmd.flags["checkpoint"]):
+        return None
+    path = cmd.flags["checkpoint"]
+    return (f"{path} was not written: the run in {os.path.dirname(path)} did not save that iteration (trained past "
+            "it with an older maml_tf, which numbered snapshots itr_24, itr_49, ...?); train it again in an empty "
+            "folder, or evaluate another checkpoint with python -m maml_tf.rl.evaluate")
 
 
 def _ship(record: dict, cmds: list[Command], pretrained_dir: str, echo: Callable[[str], None]) -> None:

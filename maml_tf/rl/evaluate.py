@@ -139,7 +139,7 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
         from maml_tf.rl.train import load_checkpoint, load_policy
 
         loaded = load_checkpoint(checkpoint)
-        trained, checkpoint_itr = loaded["config"], loaded["itr"]
+        trained, checkpoint_itr = loaded["config"], loaded.get("itr")
         if (trained.env, trained.algo) != (env, method):
             raise RLConfigError(f"--env {env} --method {method}: checkpoint {checkpoint} holds a policy trained with "
                             f"--env {trained.env} --algo {trained.algo}; evaluate it with --env {trained.env} "
