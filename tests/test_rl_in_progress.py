@@ -109,3 +109,32 @@ def test_an_evaluation_of_a_snapshot_never_written_fails_clearly(tmp_path):
     assert "itr_100.npz was not written" in runner._missing_snapshot(ev)
     open(tmp_path / "itr_100.npz", "w").close()
     assert runner._missing_snapshot(ev) is None
+
+
+def test_latest_evaluates_the_kept_run_beside_its_record(tmp_path, monkeypatch):
+    """--latest: seed from in_progress/, evaluate latest.npz tagged itr_<X>, keep the record's status."""
+    import json
+
+    keeper = _keeper(tmp_path, logs="first")
+    _fake_run(keeper.train_dir, 41)
+    keeper.begin()
+    keeper.end()
+    ran = []
+
+    def fake_eval(cmd, log_path, echo, on_line=None):  # what rl.evaluate --tag writes
+        ran.append(cmd)
+        os.makedirs(cmd.flags["out_dir"], exist_ok=True)
+        with open(os.path.join(cmd.flags["out_dir"], f"cheetah_dir_maml_{cmd.flags['tag']}.json"), "w") as f:
+            json.dump({"task_avg_returns": [[1.0, 3.0]] * 4, "checkpoint": cmd.flags["checkpoint"],
+                       "checkpoint_iteration": 41}, f)
+        return 0, 1.0, []
+
+    monkeypatch.setattr(runner, "run_command", fake_eval)
+    exp = registry.EXPERIMENTS["rl_cheetah_dir_maml"]
+    rec = runner.evaluate_latest(exp, False, str(tmp_path / "results"), str(tmp_path / "other_logs"), echo=lambda s: None)
+    (cmd,) = ran
+    assert cmd.flags["tag"] == "itr_41" and cmd.flags["checkpoint"].endswith("other_logs/rl_cheetah_dir_maml/latest.npz")
+    ev = rec["latest_evaluation"]
+    assert ev["label"].startswith("itr_41, the latest of a run in progress") and ev["means"] == [2.0] * 4
+    assert rec["status"] == "in progress: iteration 42 of 101" and rec["results"] == []
+    assert runner.load_records(str(tmp_path / "results"))["rl_cheetah_dir_maml"]["latest_evaluation"] == ev
