@@ -100,13 +100,30 @@ def test_rl_commands_use_the_presets_and_the_protocol():
                 assert len(cmds) == 1 and "checkpoint" not in ev.flags
                 continue
             train = cmds[0].flags
-            assert train["run_dir"] == "LOG" and ev.flags["checkpoint"] == "LOG/best.npz"
+            assert train["run_dir"] == "LOG" and ev.flags["checkpoint"] == f"LOG/itr_{train['n_itr'] - 1}.npz"
             overrides = {k: v for k, v in train.items() if k not in ("env", "algo", "run_dir")}
             cfg = preset(train["env"], train["algo"], **overrides)
+            n_ref, itr = registry.RL_REFERENCE_SNAPSHOT[(exp.spec["env"], exp.spec["method"])]
             if not quick:
-                assert overrides == {}  # full runs: exactly the reference presets
+                # full runs: the reference presets, trained to the snapshot the reference evaluated
+                assert overrides == {"n_itr": itr + 1} and itr < n_ref
+                assert ev.label.startswith(f"itr_{itr}") and ev.label.endswith(", as the reference")
+                assert (itr == n_ref - 1) == ("params.pkl" in ev.label)
             else:
-                assert cfg.n_itr <= 2 and cfg.meta_batch_size <= 2
+                assert cfg.n_itr <= 2 and cfg.meta_batch_size <= 2 and "the reference evaluated" in ev.label
+
+
+def test_rl_snapshots_are_the_ones_the_reference_evaluated():
+    """spec 1.2 / 1.3: the itr_N.pkl (or params.pkl = the last) behind each reference curve."""
+    want = {("cheetah_dir", "maml"): ("itr_100", 101), ("cheetah_vel", "maml"): ("itr_475", 476),
+            ("ant_vel", "maml"): ("itr_375", 376), ("ant_dir", "maml"): ("itr_575", 576),
+            ("point", "maml"): ("itr_99 (params.pkl, the last of 100)", 100),
+            ("cheetah_dir", "pretrained"): ("itr_999 (params.pkl, the last of 1000)", 1000),
+            ("ant_dir", "oracle"): ("itr_1975", 1976)}
+    for (env, method), (label, n_itr) in want.items():
+        train, ev = registry.EXPERIMENTS[f"rl_{env}_{method}"].commands(False, "LOG", "DATA", "OUT")
+        assert train.flags["n_itr"] == n_itr and ev.label == f"{label}, as the reference"
+        assert ev.flags["checkpoint"] == f"LOG/itr_{n_itr - 1}.npz"
 
 
 def test_select_patterns_and_unknown_names():

@@ -1,4 +1,4 @@
-"""Runs that outlive a session, and the shipped meta-initialisations (issue 19's machinery).
+"""Runs that outlive a session, and the shipped meta-initialisations and policies (issues 19 and 17).
 
 * A run stopped with SIGINT mid-training keeps its latest checkpoint in `results/in_progress/`; that
   results folder copied to "another machine" (a fresh logs folder, another path) continues the run,
@@ -6,6 +6,10 @@
 * A finished run ships `pretrained/<name>/`; the SavedModel loads in a process that cannot import
   maml_tf and predicts what maml_tf predicts from the shipped TF1 weights, and `maml_tf.main
   --train=False` on the shipped folder reproduces the recorded test numbers.
+* The same for an RL experiment (point, a few iterations): stopped, moved, resumed == uninterrupted
+  (parameters, best.npz, the evaluated snapshot, the merged curve, the evaluation); the shipped policy
+  loads without maml_tf and matches maml_tf's and params.npz's, and its test_command reproduces the
+  recorded evaluation. Fast parts: tests/test_rl_in_progress.py.
 """
 import json
 import os
@@ -157,3 +161,124 @@ def test_finished_run_ships_a_loadable_meta_initialisation(tmp_path):
     (result,) = [f for f in os.listdir(os.path.join(folder, meta["exp_folder"])) if f.endswith(".json")]
     again = json.load(open(os.path.join(folder, meta["exp_folder"], result)))
     np.testing.assert_allclose(again["means"], meta["test"][0]["means"], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ RL
+RL_FLAGS = dict(n_itr=8, meta_batch_size=4, fast_batch_size=4, max_path_length=50, snapshot_gap=3)
+RL_DRIVER = textwrap.dedent("""
+    import json, sys
+    from maml_tf.experiments import cli, registry, runner
+    results, logs, flags, shipped = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4] or None
+    exp = registry.Experiment("rl_point_maml", "2D navigation, maml, kept across machines", "test", "rl_point", "rl",
+                              None, 1.0, dict(env="point", method="maml"), flags, ())
+    cli._stop_on_signals()
+    rec = runner.run_experiment(exp, True, results, logs, "data", pretrained_dir=shipped)
+    print("STATUS", rec["status"], flush=True)
+    sys.exit(130 if runner.stop_requested() else 0)
+""")
+
+
+def _rl_driver(root, stop_after_line=None, shipped=""):
+    proc = subprocess.Popen([sys.executable, "-c", RL_DRIVER, os.path.join(root, "results"), os.path.join(root, "logs"),
+                             json.dumps(RL_FLAGS), shipped], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=REPO)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if stop_after_line and stop_after_line in line:
+            proc.send_signal(signal.SIGINT)
+            stop_after_line = None
+    return proc.wait(timeout=600), "".join(out)
+
+
+def _rl_file(root, name):
+    from maml_tf.rl import checkpoint as rl_checkpoint
+
+    return rl_checkpoint.load(os.path.join(root, "logs", "rl_point_maml", name))
+
+
+def _curve(root):
+    curve = snapshots.read_curve(os.path.join(root, "results", "runs", "rl_point_maml", "curve.csv"))
+    return {tag: series for tag, series in curve.items() if not tag.startswith("t_")}  # wall times differ
+
+
+LOAD_POLICY_WITHOUT_MAML_TF = textwrap.dedent("""
+    import sys
+    sys.modules["maml_tf"] = None  # any import of maml_tf now fails: plain TensorFlow only
+    import numpy as np, tensorflow as tf
+    folder, inputs, out = sys.argv[1:4]
+    m = tf.saved_model.load(folder + "/saved_model")
+    obs = np.load(inputs)["obs"]
+    np.savez(out, dist_info=m.signatures["serving_default"](obs=tf.constant(obs))["dist_info"].numpy())
+""")
+
+
+@pytest.mark.slow
+def test_stopped_rl_run_continues_exactly_on_another_machine_and_ships_its_policy(tmp_path):
+    """An RL experiment stopped mid-training, its results folder alone moved to another path and resumed
+    == the uninterrupted run, bit for bit; the finished run ships a policy that loads without maml_tf."""
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    rc, out = _rl_driver(a)
+    assert rc == 0, out
+
+    rc, out = _rl_driver(b, stop_after_line="itr    2 |")
+    assert rc == 130, out
+    assert "Training stopped by SIGINT" in out
+    status = snapshots.read_status(os.path.join(b, "results"), "rl_point_maml")
+    assert 3 <= status["next_iteration"] < RL_FLAGS["n_itr"] and status["total"] == RL_FLAGS["n_itr"], status
+    assert status["training_return"]["iteration"] == status["next_iteration"] - 1
+    rec = json.load(open(os.path.join(b, "results", "runs", "rl_point_maml.json")))
+    assert rec["status"].startswith(f"in progress: iteration {status['next_iteration']} of 8; training return ")
+    kept = os.path.join(b, "results", "in_progress", "rl_point_maml", "rl_point_maml")
+    assert sorted(os.listdir(kept)) == ["best.npz", "latest.npz"]
+
+    shutil.copytree(os.path.join(b, "results"), os.path.join(c, "results"))  # no logs/ on "another machine"
+    shipped = os.path.join(c, "pretrained")
+    rc, out = _rl_driver(c, shipped=shipped)
+    assert rc == 0, out
+    assert "seeded" in out and f"resumed from {os.path.join(c, 'logs', 'rl_point_maml', 'latest.npz')} at itr " \
+        f"{status['next_iteration']}" in out
+
+    for name in ("latest.npz", "best.npz", "itr_7.npz"):
+        np.testing.assert_array_equal(_rl_file(a, name)["theta"], _rl_file(c, name)["theta"], err_msg=name)
+    assert _curve(a) == _curve(c) and sorted(_curve(c)["post_return"]) == list(range(8))  # both segments, merged
+    rec_a = json.load(open(os.path.join(a, "results", "runs", "rl_point_maml.json")))
+    rec_c = json.load(open(os.path.join(c, "results", "runs", "rl_point_maml.json")))
+    assert rec_c["results"][0]["means"] == rec_a["results"][0]["means"]
+    assert rec_c["status"] == "done" and len(rec_c["segments"]) == 2
+    assert rec_c["results"][0]["checkpoint_iteration"] == 7 and rec_c["results"][0]["label"].startswith("itr_7 ")
+    assert not os.path.exists(os.path.join(c, "results", "in_progress"))
+
+    # the shipped policy: SavedModel without maml_tf == maml_tf's policy == params.npz by hand
+    folder = os.path.join(shipped, "rl_point_maml")
+    meta = json.load(open(os.path.join(folder, "meta.json")))
+    assert meta["iteration"] == 7 and meta["checkpoint"] == "itr_7.npz"
+    assert meta["test"][0]["means"] == rec_c["results"][0]["means"] and meta["test"][0]["num_goals"] == 2
+    assert "rl_point_maml" in open(os.path.join(shipped, "README.md")).read()
+    obs = np.random.default_rng(0).uniform(-1, 1, (2, 5, 2)).astype(np.float32)
+    np.savez(tmp_path / "obs.npz", obs=obs)
+    run = subprocess.run([sys.executable, "-c", LOAD_POLICY_WITHOUT_MAML_TF, folder, str(tmp_path / "obs.npz"),
+                          str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    got = np.load(tmp_path / "out.npz")["dist_info"]
+    from maml_tf.rl.train import load_policy
+
+    policy, theta = load_policy(os.path.join(folder, "itr_7.npz"))
+    want = policy.forward(np.tile(theta[None], (2, 1)), obs).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    p = np.load(os.path.join(folder, "params.npz"))
+    np.testing.assert_array_equal(p["theta"], theta.astype(np.float32))
+    h = obs
+    for i in range(3):
+        h = h @ p[f"W{i}"] + p[f"b{i}"]
+        h = np.maximum(h, 0) if i < 2 else h
+    np.testing.assert_allclose(got[..., :2], h, rtol=1e-5, atol=1e-5)  # the mean; the log-std follows it
+    # its test_command reproduces the recorded evaluation
+    argv = meta["test_command"].split()[3:]
+    argv = [x.replace("pretrained/rl_point_maml", folder).replace("results/rl_check", str(tmp_path / "check"))
+            for x in argv]
+    again = subprocess.run([sys.executable, "-m", "maml_tf.rl.evaluate", *argv], capture_output=True, text=True,
+                           timeout=300, cwd=REPO)
+    assert again.returncode == 0, again.stdout + again.stderr
+    m = np.asarray(json.load(open(tmp_path / "check" / "point_maml.json"))["task_avg_returns"])
+    np.testing.assert_allclose(m.mean(1), meta["test"][0]["means"], rtol=1e-12)

@@ -6,11 +6,14 @@
     ./run_experiments.sh --quick all               # tiny sizes, into results/quick and logs/quick
     ./run_experiments.sh --jobs 4 'rl_*'           # four experiments at a time (one process each)
     ./run_experiments.sh report                    # only re-assemble results/README.md and the figures
+    ./run_experiments.sh --latest rl_cheetah_dir_maml  # evaluate the latest iteration of an RL run in progress
 
 Long runs outlive a session: Ctrl-C (or SIGTERM) stops training at the next iteration with a
 checkpoint, which is also kept in results/in_progress/<name>/ (latest only, meant to be committed);
 the same command later, on any machine, continues the run exactly. A finished supervised run ships
-its meta-initialisation to pretrained/<name>/ (SavedModel, TF1 weights, meta.json).
+its meta-initialisation to pretrained/<name>/ (SavedModel, TF1 weights, meta.json); a finished RL
+run (maml, pretrained, oracle) its evaluated policy (SavedModel, params.npz, the itr_N.npz checkpoint,
+meta.json). RL runs train to the snapshot the reference evaluated (e.g. itr_475) and evaluate it.
 
 Exit status: 0 when every requested experiment ran, 1 when one failed, 2 on bad input (unknown
 name, missing data for an experiment named explicitly, unwritable folder), 130 when stopped.
@@ -38,8 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", default=None, help="checkpoints and logs (default logs, or logs/quick)")
     p.add_argument("--data_dir", default="data", help="folder holding omniglot_resized/ and miniImagenet/")
     p.add_argument("--pretrained", default=None,
-                   help="where finished supervised runs ship their meta-initialisation (default pretrained; "
+                   help="where finished runs ship their meta-initialisation or policy (default pretrained; "
                         "with --quick nothing is shipped unless this is given)")
+    p.add_argument("--latest", action="store_true",
+                   help="RL runs: instead of training on, evaluate the latest iteration reached (latest.npz, seeded "
+                        "from results/in_progress/ if logs/ lacks it); recorded as itr_<X> beside the run's record")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
     p.add_argument("--jobs", type=int, default=1,
                    help="experiments run at the same time (each is its own processes; default 1)")
@@ -100,7 +106,7 @@ def report(results_dir: str, quick: bool, figures: bool, skipped: dict[str, str]
 
 
 def run_all(todo: list[registry.Experiment], quick: bool, results_dir: str, logs_dir: str, data_dir: str,
-            jobs: int = 1, pretrained_dir: str | None = None) -> list[str]:
+            jobs: int = 1, pretrained_dir: str | None = None, latest: bool = False) -> list[str]:
     """Run the experiments, `jobs` at a time; returns the names of those that failed.
 
     Experiments share nothing (own log folder, own record file, written atomically), so they can run
@@ -118,6 +124,15 @@ def run_all(todo: list[registry.Experiment], quick: bool, results_dir: str, logs
             return {"name": exp.name, "status": "not started (stopped)"}
         say(f"{tag}: {exp.title}{' (quick)' if quick else ''}")
         echo = say if jobs == 1 else (lambda line: say(f"{exp.name} | {line.strip()}"))
+        if latest:
+            try:
+                rec = runner.evaluate_latest(exp, quick, results_dir, logs_dir, echo=echo)
+            except ExperimentError as e:
+                say(f"{tag}: {e}")
+                return {"name": exp.name, "status": str(e)}
+            ev = rec["latest_evaluation"]
+            say(f"{tag}: evaluated {ev['label']} in {ev['wall_s']:.0f}s")
+            return {"name": exp.name, "status": "done"}
         rec = runner.run_experiment(exp, quick, results_dir, logs_dir, data_dir, echo=echo,
                                     pretrained_dir=pretrained_dir)
         say(f"{tag}: {rec['status']} in {rec['wall_s']:.0f}s")
@@ -179,7 +194,7 @@ def main(argv: list[str]) -> int:
         if pretrained_dir is not None:
             runner.ensure_writable(pretrained_dir, "pretrained")
         _stop_on_signals()
-        failed = run_all(todo, args.quick, results_dir, logs_dir, data_dir, args.jobs, pretrained_dir)
+        failed = run_all(todo, args.quick, results_dir, logs_dir, data_dir, args.jobs, pretrained_dir, args.latest)
         report(results_dir, args.quick, args.figures, skipped)
         if runner.stop_requested():
             print("stopped: training runs were checkpointed (results/in_progress/ holds what resumes them); "

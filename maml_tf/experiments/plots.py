@@ -5,7 +5,8 @@
 * Fig. 3: sinusoid MSE vs gradient steps at test time (K=5/10/20), from the test-protocol results;
 * classification accuracy vs gradient steps (Table 1 experiments);
 * Fig. 5: RL average return vs gradient steps, ours (95% band) and the reference curves (spec 4.1);
-* training curves from the TensorBoard event files (supervised) and progress.csv (RL).
+* training curves from each run's kept curve.csv (results/runs/<name>/), else its TensorBoard event
+  files (supervised) or progress.csv (RL).
 
 Each function returns True when it drew something; `make_all` writes the PNGs next to the README.
 """
@@ -238,32 +239,46 @@ def _supervised_curve(rec: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return read_scalars(rec["train_dir"]) if rec.get("train_dir") and os.path.isdir(rec["train_dir"]) else {}
 
 
+def _rl_curve(rec: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pre-/post-update training return by iteration: the run's kept curve.csv (merged over its segments,
+    independent of logs/), else progress.csv in its run folder (records from before curves were kept)."""
+    from maml_tf.experiments import snapshots
+
+    keys = ("pre_return", "post_return")
+    path = rec.get("curve")
+    if path and os.path.isfile(path):
+        curve = snapshots.read_curve(path)
+        return {k: (np.array(sorted(curve[k])), np.array([curve[k][i] for i in sorted(curve[k])]))
+                for k in keys if curve.get(k)}
+    csv_path = os.path.join(rec["train_dir"], "progress.csv") if rec.get("train_dir") else ""
+    if not os.path.isfile(csv_path):
+        return {}
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {k: (np.array([int(r["itr"]) for r in rows]), np.array([float(r[k]) for r in rows])) for k in keys}
+
+
 def training_curves(records: dict[str, dict], path: str) -> bool:
     panels = []
     for name, rec in records.items():
         in_progress = rec["status"].startswith("in progress")
         if not (rec["status"] == "done" or in_progress):
             continue
+        title = name
+        if in_progress and rec.get("in_progress"):
+            st = rec["in_progress"]
+            title += f" (in progress: {st['next_iteration']:,} of {st['total']:,})"
         if rec["table"].startswith("rl_"):
-            if not rec.get("train_dir"):
-                continue
-            csv_path = os.path.join(rec["train_dir"], "progress.csv")
-            if os.path.exists(csv_path):
-                with open(csv_path) as f:
-                    rows = list(csv.DictReader(f))
-                if rows:
-                    panels.append((name, "average return", {
-                        k: (np.array([int(r["itr"]) for r in rows]), np.array([float(r[k]) for r in rows]))
-                        for k in ("pre_return", "post_return")}))
+            series = _rl_curve(rec)
+            if series:
+                panels.append((title, "average return", series))
         else:
             scalars = _supervised_curve(rec)
             if scalars:
                 metric = "accuracy" if rec["table"] == "table1" else "loss"
                 keep = {t: s for t, s in scalars.items() if metric in t and ("Pre-update" in t or "step" in t)}
-                title = name
-                if in_progress and rec.get("in_progress"):
-                    st = rec["in_progress"]
-                    title += f" (in progress: {st['next_iteration']:,} of {st['total']:,})"
                 panels.append((title, metric, keep))
     if not panels:
         return False

@@ -57,7 +57,29 @@ RL_METHODS = {  # our name -> (rl.main --algo or None for untrained, rl.evaluate
     "maml": ("maml", "maml"), "pretrained": ("pretrain", "pretrain"), "random": (None, "random"),
     "oracle": ("oracle", "oracle"),
 }
-RL_CHECKPOINT = "best.npz"  # the paper evaluated the best-by-training-return snapshot (spec 1.2 note)
+# The snapshot the reference evaluated (spec 1.2 / 1.3): (env, method) -> (the n_itr of the reference's run,
+# N of its itr_N.pkl; params.pkl, the last snapshot, is N = n_itr - 1). Our itr_N.npz is the same policy
+# (maml_tf.rl.train: parameters after iteration N's update), so the script trains to N + 1 iterations and
+# evaluates itr_N.npz: iterations after N cannot change that snapshot, and itr_N.npz is always written as
+# the last iteration's.
+RL_REFERENCE_SNAPSHOT = {
+    ("point", "maml"): (100, 99), ("cheetah_vel", "maml"): (800, 475), ("cheetah_dir", "maml"): (800, 100),
+    ("ant_vel", "maml"): (800, 375), ("ant_dir", "maml"): (800, 575),
+    ("point", "pretrained"): (100, 99), ("cheetah_vel", "pretrained"): (1000, 475),
+    ("cheetah_dir", "pretrained"): (1000, 999), ("ant_vel", "pretrained"): (2000, 575),
+    ("ant_dir", "pretrained"): (2000, 1999),
+    ("point", "oracle"): (100, 99), ("cheetah_vel", "oracle"): (1000, 975), ("cheetah_dir", "oracle"): (1000, 999),
+    ("ant_vel", "oracle"): (2000, 550), ("ant_dir", "oracle"): (2000, 1975),
+}
+RL_TRAIN_NOTE = ("trained to iteration N + 1 only, N the snapshot the reference evaluated: iterations after N "
+                 "cannot change itr_N.npz")
+
+
+def rl_snapshot_label(env: str, method: str, itr: int) -> str:
+    """What the evaluated itr_<itr>.npz is, next to what the reference evaluated ("itr_100, as the reference")."""
+    n_ref, n = RL_REFERENCE_SNAPSHOT[(env, method)]
+    ref = f"itr_{n}" + (f" (params.pkl, the last of {n_ref})" if n == n_ref - 1 else "")
+    return f"{ref}, as the reference" if itr == n else f"itr_{itr} (the reference evaluated {ref})"
 
 # ------------------------------------------------------------------------------------------------
 # --quick: every experiment at a tiny size. Only sizes shrink; the model and algorithm stay.
@@ -101,7 +123,7 @@ class Experiment:
     data: str | None                # "omniglot", "miniimagenet", "mujoco" or None
     cost_s: float                   # rough full-size cost on this machine (train + test), seconds
     spec: dict[str, Any]            # table-specific keys (K, method, N, shots, ...)
-    train_flags: dict[str, Any] | None
+    train_flags: dict[str, Any] | None  # supervised: the run's flags; RL: extra rl.main flags (None: the presets)
     tests: tuple[dict[str, Any], ...]
 
     def commands(self, quick: bool, logdir: str, data_dir: str, out_dir: str) -> list[Command]:
@@ -142,17 +164,21 @@ def _rl_commands(exp: Experiment, quick: bool, logdir: str, out_dir: str) -> lis
     algo, eval_method = RL_METHODS[method]
     cmds = []
     ev: dict[str, Any] = dict(env=env, method=eval_method, out_dir=out_dir)
+    label = ""
     if algo is not None:
-        train = dict(env=env, algo=algo, run_dir=logdir)
+        train = dict(env=env, algo=algo, run_dir=logdir, n_itr=RL_REFERENCE_SNAPSHOT[(env, method)][1] + 1)
         if quick:
             train.update(QUICK_RL_TRAIN)
+        train.update(exp.train_flags or {})  # sizes of a test's own experiment
         cmds.append(Command("train", "maml_tf.rl.main", train))
-        ev["checkpoint"] = f"{logdir}/{RL_CHECKPOINT}"
+        itr = train["n_itr"] - 1  # the last iteration: the reference's snapshot in a full run
+        ev["checkpoint"] = f"{logdir}/itr_{itr}.npz"
+        label = rl_snapshot_label(env, method, itr)
     if quick:
         ev.update(QUICK_RL_EVAL, batch_size=RL_EVAL_HORIZON.get(env, 200))
         if method == "oracle":
             ev["n_itr"] = 1
-    cmds.append(Command("eval", "maml_tf.rl.evaluate", ev, produces_result=True))
+    cmds.append(Command("eval", "maml_tf.rl.evaluate", ev, label, produces_result=True))
     return cmds
 
 
@@ -200,12 +226,11 @@ def _images() -> list[Experiment]:
 
 
 def _rl() -> list[Experiment]:
-    from_itr = {"point": 100, "cheetah_vel": 800, "cheetah_dir": 800, "ant_vel": 800, "ant_dir": 800}
     out = []
     for env, (title, mujoco) in RL_ENVS.items():
         per_itr = RATE["point_itr"] if env == "point" else RATE["ant_itr" if env.startswith("ant") else "loco_itr"]
         for method in RL_METHODS:
-            cost = 0.0 if method == "random" else from_itr[env] * per_itr
+            cost = 0.0 if method == "random" else (RL_REFERENCE_SNAPSHOT[(env, method)][1] + 1) * per_itr
             cost += 10 * 60
             out.append(Experiment(f"rl_{env}_{method}", f"{title}, {method}", "Fig. 5 (RL) / spec 4.1", f"rl_{env}",
                                   "rl", "mujoco" if mujoco else None, cost, dict(env=env, method=method), None, ()))

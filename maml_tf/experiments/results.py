@@ -119,7 +119,22 @@ def rl_reference() -> dict[str, dict[str, list[float]]]:
     raise LookupError(f"REFERENCE not found in {spec.origin}")
 
 
+def _rl_evaluated(rec: dict | None, result: dict | None) -> str:
+    """Which policy the numbers are of: the evaluated snapshot's label ("itr_100, as the reference"); records
+    written before snapshots were labelled name their checkpoint file (best.npz)."""
+    if rec is None or result is None:
+        return ""
+    if result.get("label"):
+        return result["label"]
+    if result.get("checkpoint"):
+        base = os.path.basename(result["checkpoint"])
+        return base + (" (an older run's: after the best-returning iteration's update)" if base == "best.npz" else "")
+    return "a fresh random policy" if rec["spec"].get("method") == "random" else ""
+
+
 def rl_table(env: str, records: dict[str, dict]) -> list[str]:
+    """One row per method; a run in progress shows its status, and the numbers of its latest iteration
+    when that was evaluated (`./run_experiments.sh --latest`), labelled with that iteration."""
     reference = rl_reference()
     n_steps = max(len(v) for v in reference[env].values())
     rows = []
@@ -128,17 +143,20 @@ def rl_table(env: str, records: dict[str, dict]) -> list[str]:
         rec = records.get(name)
         status = _status(rec)
         ref = reference[env][eval_method]
+        r = rec["results"][0] if status is None else (rec or {}).get("latest_evaluation")
+        evaluated = _rl_evaluated(rec, r)
+        if status is not None and r is not None:
+            evaluated = f"{evaluated}; {status}"
         cells = []
         for k in range(n_steps):
             paper = f"{ref[k]:.2f}" if k < len(ref) else ""
-            if status is None:
-                r = rec["results"][0]
+            if r is not None:
                 ours = _pm(r["means"][k], r["ci95"][k]) if k < len(r["means"]) else ""
             else:
                 ours = status if k == 0 else ""
             cells += [paper, ours]
-        rows.append([method, name] + cells + _meta_cells(rec))
-    header = ["method", "experiment"]
+        rows.append([method, name, evaluated] + cells + _meta_cells(rec))
+    header = ["method", "experiment", "evaluated"]
     for k in range(n_steps):
         header += [f"paper {k} steps", f"ours {k} steps"]
     return _table(header + META, rows)
@@ -159,8 +177,9 @@ def assemble(results_dir: str, records: dict[str, dict], quick: bool, figures: d
               "the exact entry-point commands it ran and the raw test outputs). Supervised numbers: mean over the",
               "test tasks ± 95% interval (1.96·std/√n, the reference's ci95). RL numbers: mean AverageReturn over",
               "the test goals ± 95% interval (1.96·s.e.); the paper column is the mean of the reference's",
-              "`icml/*.pkl` (spec 4.1). \"wall\" is the wall time of the invocation that wrote the record; a",
-              "supervised run trained in several parts (sessions, machines) also gives its total training time.",
+              "`icml/*.pkl` (spec 4.1); \"evaluated\" names our snapshot (`itr_N`: the parameters after iteration",
+              "N's update, the reference's `itr_N.pkl`). \"wall\" is the wall time of the invocation that wrote the",
+              "record; a run trained in several parts (sessions, machines) also gives its total training time.",
               "\"in progress\": a run stopped at a checkpoint that `in_progress/<name>/` keeps (latest only), so the",
               "same command continues it exactly on any machine. \"not run\": no record.", ""]
     sections = [("Table 1: few-shot classification (Omniglot, MiniImagenet)", table1(records)),

@@ -23,7 +23,7 @@ import time
 from typing import Callable
 
 from maml_tf.experiments import snapshots
-from maml_tf.experiments.registry import Command, Experiment, RL_CHECKPOINT
+from maml_tf.experiments.registry import RL_TRAIN_NOTE, Command, Experiment
 from maml_tf.files import atomic_write_text, writable_problem
 
 PREPARE = {
@@ -182,45 +182,61 @@ def supervised_result(cmd: Command) -> dict:
 
 
 def rl_result(cmd: Command) -> dict:
-    """Mean, standard error and 95% interval over goals after 0..n steps (rl.evaluate's json)."""
+    """Mean, standard error and 95% interval over goals after 0..n steps (rl.evaluate's json), with the
+    evaluated checkpoint and its iteration."""
     import numpy as np
 
-    path = os.path.join(cmd.flags["out_dir"], f"{cmd.flags['env']}_{cmd.flags['method']}.json")
+    stem = f"{cmd.flags['env']}_{cmd.flags['method']}" + (f"_{cmd.flags['tag']}" if cmd.flags.get("tag") else "")
+    path = os.path.join(cmd.flags["out_dir"], stem + ".json")
     with open(path) as f:
         rec = json.load(f)
     m = np.asarray(rec["task_avg_returns"], dtype=float)
     se = m.std(1) / np.sqrt(m.shape[1])
     return {"label": cmd.label, "metric": "average return", "means": m.mean(1).tolist(), "se": se.tolist(),
             "ci95": (1.96 * se).tolist(), "num_goals": int(m.shape[1]), "checkpoint": rec.get("checkpoint"),
-            "source": path}
+            "checkpoint_iteration": rec.get("checkpoint_iteration"), "source": path}
 
 
 class RunKeeper:
-    """A supervised experiment's training across invocations and machines: seeds its experiment folder
-    from the snapshot kept in the repo, snapshots it while it trains, adds up the wall time of the
-    run's segments and says where a stopped run stands (`snapshots.py`)."""
+    """An experiment's training across invocations and machines: seeds its training folder from the
+    snapshot kept in the repo, snapshots it while it trains, adds up the wall time of the run's
+    segments and says where a stopped run stands (`snapshots.py`). Supervised runs and RL runs differ
+    only in their `snapshots.TrainFolder` and in the figure their status quotes (validation accuracy /
+    loss; the latest training return)."""
 
-    def __init__(self, exp: Experiment, train: Command, results_dir: str, out_dir: str):
-        from maml_tf.config import Config
-
-        cfg = Config.from_dict({k: v for k, v in train.flags.items()})
+    def __init__(self, exp: Experiment, train: Command, results_dir: str, out_dir: str, keep: tuple[str, ...] = ()):
         self.name, self.results_dir, self.out_dir = exp.name, results_dir, out_dir
-        self.train_dir = os.path.join(train.flags["logdir"], cfg.exp_string)
-        self.total, self.num_updates = cfg.total_iterations, cfg.num_updates
+        self.family = exp.family
+        self.run: snapshots.TrainFolder
+        if exp.family == "supervised":
+            from maml_tf.config import Config
+
+            cfg = Config.from_dict({k: v for k, v in train.flags.items()})
+            self.run = snapshots.SupervisedFolder(os.path.join(train.flags["logdir"], cfg.exp_string))
+            self.total, self.num_updates = cfg.total_iterations, cfg.num_updates
+        else:  # the registry always gives an RL run its n_itr
+            self.run = snapshots.RLFolder(train.flags["run_dir"], keep)
+            self.total, self.num_updates = int(train.flags["n_itr"]), 1
         previous = snapshots.read_status(results_dir, exp.name) or {}
         self.segments = list(previous.get("segments", []))
         self.status: dict | None = None
         self._t0 = self._last = 0.0
         self._start_itr = 0
 
+    @property
+    def train_dir(self) -> str:
+        return self.run.folder
+
     def seed(self) -> str | None:
-        return snapshots.seed(self.results_dir, self.name, self.train_dir)
+        return snapshots.seed(self.results_dir, self.name, self.run)
+
+    def reached(self) -> int:
+        """Iterations completed by the training folder's latest checkpoint."""
+        itr = self.run.latest(self.run.folder)
+        return 0 if itr is None else itr + 1
 
     def begin(self) -> None:
-        from maml_tf import checkpoint as ckpt
-
-        its = ckpt.list_iterations(self.train_dir) if os.path.isdir(self.train_dir) else []
-        self._start_itr = its[-1] + 1 if its else 0
+        self._start_itr = self.reached()
         self._t0 = self._last = time.time()
 
     def tick(self) -> None:
@@ -230,17 +246,16 @@ class RunKeeper:
     def snapshot(self) -> dict | None:
         """Curve and latest checkpoint into the repo's folders; the status written (None: no checkpoint yet)."""
         self._last = time.time()
-        curve_path = snapshots.update_curve(self.out_dir, self.train_dir)
+        curve_path = snapshots.update_curve(self.out_dir, self.run)
         curve = snapshots.read_curve(curve_path) if curve_path else {}
-        from maml_tf import checkpoint as ckpt
-
-        its = ckpt.list_iterations(self.train_dir) if os.path.isdir(self.train_dir) else []
-        reached = its[-1] + 1 if its else 0
-        segment = {"from_iteration": self._start_itr, "to_iteration": reached,
+        segment = {"from_iteration": self._start_itr, "to_iteration": self.reached(),
                    "wall_s": round(time.time() - self._t0, 1), "date": now(), "hardware": hardware()}
-        status = {"total": self.total, "segments": self.segments + [segment], "updated": now(),
-                  "validation": snapshots.latest_validation(curve, self.num_updates)}
-        self.status = snapshots.take(self.results_dir, self.name, self.train_dir, status) or self.status
+        status = {"total": self.total, "segments": self.segments + [segment], "updated": now()}
+        if self.family == "supervised":
+            status["validation"] = snapshots.latest_validation(curve, self.num_updates)
+        else:
+            status["training_return"] = snapshots.latest_return(curve)
+        self.status = snapshots.take(self.results_dir, self.name, self.run, status) or self.status
         return self.status
 
     def end(self) -> None:
@@ -261,6 +276,10 @@ class RunKeeper:
             value = f"{val['mean'] * 100:.1f}%" if val["metric"] == "accuracy" else f"{val['mean']:.3g}"
             line += (f"; validation {val['metric']} {value} (mean of the last {val['checks']} checks, "
                      f"to iteration {val['iteration']:,})")
+        ret = self.status.get("training_return")
+        if ret:
+            post = "" if ret["post_return"] is None else f", post-update {ret['post_return']:.2f}"
+            line += f"; training return {ret['pre_return']:.2f}{post} (iteration {ret['iteration']:,})"
         return line
 
 
@@ -268,8 +287,9 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
                    echo: Callable[[str], None] = print, pretrained_dir: str | None = None) -> dict:
     """Run `exp` (train, then test/evaluate); returns and writes its record `runs/<name>.json`.
 
-    A supervised run is kept resumable in `results_dir/in_progress/` while it trains (`RunKeeper`);
-    when it finishes, its meta-initialisation is shipped to `pretrained_dir/<name>/` (if given).
+    A training run is kept resumable in `results_dir/in_progress/` while it trains (`RunKeeper`);
+    when it finishes, its meta-initialisation (supervised) or policy (RL) is shipped to
+    `pretrained_dir/<name>/` (if given).
     A stop (`request_stop`) ends training at a checkpoint and records the run as in progress.
     """
     logdir = os.path.join(logs_dir, exp.name)
@@ -283,7 +303,11 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
               "results": [], "log": log_path}
     t0 = time.time()
     cmds = exp.commands(quick, logdir, data_dir, out_dir)
-    keeper = RunKeeper(exp, cmds[0], results_dir, out_dir) if exp.family == "supervised" else None
+    keeper = None
+    if exp.family == "supervised":
+        keeper = RunKeeper(exp, cmds[0], results_dir, out_dir)
+    elif cmds[0].role == "train":  # RL: the evaluated snapshot travels with the run once it exists
+        keeper = RunKeeper(exp, cmds[0], results_dir, out_dir, keep=(os.path.basename(cmds[-1].flags["checkpoint"]),))
     if keeper is not None and (said := keeper.seed()):
         echo(f"  [{exp.name}] {said}")
     for cmd in cmds:
@@ -291,6 +315,10 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
             record["status"] = keeper.status_line() if keeper is not None else f"stopped before its {cmd.role}"
             break
         cmd = _prepare(cmd)
+        missing = _missing_snapshot(cmd)
+        if missing:
+            record["status"] = f"failed: {missing}"
+            break
         echo(f"  [{exp.name}] {cmd.role}{' ' + cmd.label if cmd.label else ''}: {' '.join(cmd.argv())}")
         training = keeper is not None and cmd.role == "train"
         if training:
@@ -318,19 +346,86 @@ def run_experiment(exp: Experiment, quick: bool, results_dir: str, logs_dir: str
         record["segments"] = keeper.segments
         if os.path.exists(os.path.join(out_dir, snapshots.CURVE)):
             record["curve"] = os.path.join(out_dir, snapshots.CURVE)
-    if exp.family == "supervised" and record["status"] == "done":
-        record["train_dir"] = os.path.dirname(record["results"][0]["source"])
-        if pretrained_dir is not None:
-            from maml_tf.experiments import pretrained
-
-            shipped = pretrained.ship(record, cmds[0].flags, pretrained_dir)
-            here = os.getcwd()
-            record["pretrained"] = os.path.relpath(shipped, here) if shipped.startswith(here + os.sep) else shipped
-            echo(f"  [{exp.name}] shipped the meta-initialisation to {record['pretrained']}")
-        snapshots.remove(results_dir, exp.name)  # finished: the weights ship, the optimizer state goes
-    elif exp.family == "rl" and exp.spec["method"] != "random":
+    if exp.family == "rl" and keeper is not None:
         record["train_dir"] = logdir
-        record["checkpoint"] = os.path.join(logdir, RL_CHECKPOINT)
+        record["checkpoint"] = cmds[-1].flags["checkpoint"]
+        record["evaluated"] = {"checkpoint": record["checkpoint"], "label": cmds[-1].label,
+                               "n_itr": keeper.total, "note": RL_TRAIN_NOTE}
+    if keeper is not None and record["status"] == "done":
+        if exp.family == "supervised":
+            record["train_dir"] = os.path.dirname(record["results"][0]["source"])
+        if pretrained_dir is not None:
+            _ship(record, cmds, pretrained_dir, echo)
+        snapshots.remove(results_dir, exp.name)  # finished: the weights ship, the resume state goes
+    write_record(results_dir, record)
+    return record
+
+
+def _missing_snapshot(cmd: Command) -> str | None:
+    """Why an RL evaluation cannot start: its itr_<N>.npz was never written (None: it exists, or not RL).
+
+    A run folder trained past N before snapshots were numbered as the reference's (itr_24, itr_49, ...)
+    lacks it; the message says so rather than letting rl.evaluate fail on a missing file.
+    """
+    if cmd.module != "maml_tf.rl.evaluate" or "checkpoint" not in cmd.flags or os.path.exists(cmd.flags["checkpoint"]):
+        return None
+    path = cmd.flags["checkpoint"]
+    return (f"{path} was not written: the run in {os.path.dirname(path)} did not save that iteration (trained past "
+            "it with an older maml_tf, which numbered snapshots itr_24, itr_49, ...?); train it again in an empty "
+            "folder, or evaluate another checkpoint with python -m maml_tf.rl.evaluate")
+
+
+def _ship(record: dict, cmds: list[Command], pretrained_dir: str, echo: Callable[[str], None]) -> None:
+    """`pretrained/<name>/` of a finished run (`pretrained.py`), named in the record."""
+    from maml_tf.experiments import pretrained
+
+    if record["table"].startswith("rl_"):
+        shipped = pretrained.ship_rl(record, cmds[-1], pretrained_dir)
+        what = "policy"
+    else:
+        shipped = pretrained.ship(record, cmds[0].flags, pretrained_dir)
+        what = "meta-initialisation"
+    here = os.getcwd()
+    record["pretrained"] = os.path.relpath(shipped, here) if shipped.startswith(here + os.sep) else shipped
+    echo(f"  [{record['name']}] shipped the {what} to {record['pretrained']}")
+
+
+def evaluate_latest(exp: Experiment, quick: bool, results_dir: str, logs_dir: str,
+                    echo: Callable[[str], None] = print) -> dict:
+    """Evaluate the latest iteration an RL run reached (its latest.npz; seeded from `in_progress/` when the
+    logs are elsewhere) without training on; recorded in its record as `latest_evaluation`, labelled
+    `itr_<X>`, with outputs `<env>_<method>_itr_<X>.*` beside those of the reference's snapshot.
+
+    Returns the record; raises ExperimentError when there is no such run.
+    """
+    logdir = os.path.join(logs_dir, exp.name)
+    out_dir = os.path.join(results_dir, "runs", exp.name)
+    cmds = exp.commands(quick, logdir, "", out_dir)
+    if exp.family != "rl" or cmds[0].role != "train":
+        raise ExperimentError(f"--latest evaluates an RL training run in progress; {exp.name} is not one")
+    keeper = RunKeeper(exp, cmds[0], results_dir, out_dir)
+    if said := keeper.seed():
+        echo(f"  [{exp.name}] {said}")
+    itr = keeper.run.latest(logdir)
+    if itr is None:
+        raise ExperimentError(f"{exp.name}: no run to evaluate (neither {logdir}/latest.npz nor "
+                              f"{snapshots.folder(results_dir, exp.name)})")
+    ev = cmds[-1]
+    label = f"itr_{itr}, the latest of a run in progress (iteration {itr + 1:,} of {keeper.total:,})"
+    ev = dataclasses.replace(ev, label=label, flags={**ev.flags, "checkpoint": os.path.join(logdir, "latest.npz"),
+                                                     "tag": f"itr_{itr}"})
+    os.makedirs(out_dir, exist_ok=True)
+    echo(f"  [{exp.name}] eval {label}: {' '.join(ev.argv())}")
+    rc, wall, _ = run_command(ev, os.path.join(logdir, "run_experiments.log"), echo)
+    if rc != 0:
+        raise ExperimentError(f"{exp.name}: the evaluation of {logdir}/latest.npz exited with {rc}")
+    record = load_records(results_dir).get(exp.name) or {
+        "name": exp.name, "title": exp.title, "paper_ref": exp.paper_ref, "table": exp.table, "spec": exp.spec,
+        "quick": quick, "status": f"in progress: iteration {itr + 1:,} of {keeper.total:,}", "date": now(),
+        "hardware": hardware(), "command": f"./run_experiments.sh {'--quick ' if quick else ''}{exp.name}",
+        "commands": [], "results": [], "wall_s": None}
+    record["latest_evaluation"] = {**rl_result(ev), "argv": ev.argv(), "date": now(), "wall_s": round(wall, 1),
+                                   "hardware": hardware()}
     write_record(results_dir, record)
     return record
 

@@ -4,7 +4,8 @@ The supervised runs keep TF bundles (`maml_tf/checkpoint.py`); an RL run's state
 parameter vector plus a little bookkeeping, so it is one numpy .npz, written atomically:
 
 * `format`: the string below (what wrote the file);
-* `theta` (float), `itr` (int64): the policy parameters after iteration `itr`;
+* `theta` (float), `itr` (int64): the policy parameters after iteration `itr`'s update (`best.npz`:
+  those that earned the best training return, so `itr` is that iteration minus one; -1: the initial ones);
 * `policy`, `config`: json (the policy's `describe()`, the run's RLConfig);
 * `state`: json of what a resume needs besides theta (best return, both random streams' positions,
   the sampler's reset count, the envs' kept goals), and `state__<name>` arrays for the parts that

@@ -83,7 +83,8 @@ class RLConfig:
     hidden_sizes: tuple = setting((100, 100), flag=False)
     hidden_nonlinearity: str = setting("relu", "policy hidden activation", choices=("relu", "tanh"), override=True)
     seed: int = setting(1, "seed (reference: 1)", override=True)
-    snapshot_gap: int = setting(25, "write itr_<n>.npz every this many iterations", override=True)
+    snapshot_gap: int = setting(25, "write itr_<n>.npz (the parameters after iteration n's update) for n = 0, gap, 2*gap, ... "
+                                "and the last iteration, as the reference's itr_<n>.pkl", override=True)
     envs_per_task: int = setting(1, "parallel env copies per task (reference: 1)", override=True)
     asynchronous: bool = setting(False, "subprocess vector envs", override=True)
     env_workers: int = setting(

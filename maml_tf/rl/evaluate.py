@@ -13,7 +13,9 @@ re-seeded per goal run; the distribution is the same, the draws are not).
 
 Output: ``task_avg_returns`` M with M[k][g] = AverageReturn of goal g after k steps, as json and
 csv, a table of mean ± s.e. next to the reference numbers (spec 4.1) and, if matplotlib is
-available, a plot.
+available, a plot. The files are ``<out_dir>/<env>_<method>.*``, or ``<env>_<method>_<tag>.*`` with
+``--tag`` (e.g. ``itr_312`` for the latest iteration of a run in progress, beside the evaluation of
+the snapshot the reference used); the json records the checkpoint's iteration.
 
     python -m maml_tf.rl.evaluate --env point --method maml --checkpoint logs/rl_point_maml/latest.npz --out_dir results/rl
 """
@@ -24,6 +26,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -116,9 +119,10 @@ def adapt_and_record(policy: MLPPolicy, theta: np.ndarray, env_id: str, goals: n
 
 def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int = 40, goal_chunk: int = 40,
              n_itr: int | None = None, batch_size: int | None = None, seed: int | None = None,
-             log=print, env_workers: int = 0) -> dict:
+             log=print, env_workers: int = 0, tag: str | None = None) -> dict:
     """Evaluate one method on the reference test goals; returns the result dict (see module doc)."""
-    check_arguments(env, method, n_goals, goal_chunk, n_itr, batch_size, seed, env_workers)
+    check_arguments(env, method, n_goals, goal_chunk, n_itr, batch_size, seed, env_workers, tag)
+    checkpoint_itr = None
     proto = PROTOCOLS[env]
     if batch_size is not None:
         proto = dataclasses.replace(proto, batch_size=batch_size)
@@ -134,7 +138,8 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
             raise RLConfigError(f"--method {method} needs --checkpoint (a .npz written by maml_tf.rl.main)")
         from maml_tf.rl.train import load_checkpoint, load_policy
 
-        trained = load_checkpoint(checkpoint)["config"]
+        loaded = load_checkpoint(checkpoint)
+        trained, checkpoint_itr = loaded["config"], loaded.get("itr")
         if (trained.env, trained.algo) != (env, method):
             raise RLConfigError(f"--env {env} --method {method}: checkpoint {checkpoint} holds a policy trained with "
                             f"--env {trained.env} --algo {trained.algo}; evaluate it with --env {trained.env} "
@@ -156,14 +161,17 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
                                        run_seed + s, env_workers=env_workers))
         log(f"goals {s}..{min(s + goal_chunk, n_goals) - 1} done ({time.perf_counter() - t0:.1f}s)")
     m = np.concatenate(blocks, axis=1)
-    return {"env": env, "method": method, "checkpoint": checkpoint, "goals": goals.tolist(),
+    return {"env": env, "method": method, "checkpoint": checkpoint, "checkpoint_iteration": checkpoint_itr,
+            "tag": tag, "goals": goals.tolist(),
             "alpha_1": first, "alpha_2": later, "batch_size": proto.batch_size, "n_itr": n_itr,
             "task_avg_returns": m.tolist(), "wall_s": time.perf_counter() - t0}
 
 
 def check_arguments(env: str, method: str, n_goals: int, goal_chunk: int, n_itr: int | None,
-                    batch_size: int | None, seed: int | None, env_workers: int) -> None:
+                    batch_size: int | None, seed: int | None, env_workers: int, tag: str | None = None) -> None:
     """One message per bad argument, before any env or policy is built."""
+    if tag is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", tag):
+        raise RLConfigError(f"--tag must be letters, digits, '_', '.' or '-' (it names the output files), got {tag!r}")
     if env not in PROTOCOLS:
         raise RLConfigError(f"--env must be one of {sorted(PROTOCOLS)}, got {env!r}")
     if method not in METHODS:
@@ -186,7 +194,10 @@ def summarize(result: dict) -> list[tuple[int, float, float, float | None]]:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{result['env']} / {result['method']}  (alpha_1 {result['alpha_1']}, alpha_2 {result['alpha_2']}, "
+    what = f"{result['env']} / {result['method']}"
+    if result.get("checkpoint_iteration") is not None:
+        what += f" / itr_{result['checkpoint_iteration']}"
+    lines = [f"{what}  (alpha_1 {result['alpha_1']}, alpha_2 {result['alpha_2']}, "
              f"{len(result['goals'])} goals, batch {result['batch_size']})",
              "steps |        ours (mean ± s.e.) | reference"]
     for k, mean, se, ref in summarize(result):
@@ -194,10 +205,15 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def output_stem(env: str, method: str, tag: str | None = None) -> str:
+    """`<env>_<method>` (what the plot and the runner read), `<env>_<method>_<tag>` for a tagged evaluation."""
+    return f"{env}_{method}" + (f"_{tag}" if tag else "")
+
+
 def write_outputs(result: dict, out_dir: str) -> dict:
     """json + csv + table (+ png when matplotlib is importable); returns the written paths."""
     os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"{result['env']}_{result['method']}")
+    stem = os.path.join(out_dir, output_stem(result["env"], result["method"], result.get("tag")))
     paths = {"json": stem + ".json", "csv": stem + ".csv", "table": stem + ".txt"}
     atomic_write_text(paths["json"], json.dumps(result, indent=1))
     m = np.asarray(result["task_avg_returns"])
@@ -264,7 +280,7 @@ def _main(argv):
         if problem:  # checked first: the evaluation takes minutes
             raise MamlError(f"--out_dir: cannot write to {f.out_dir}: {problem}")
         result = evaluate(f.env, f.method, f.checkpoint, f.n_goals, f.goal_chunk, f.n_itr, f.batch_size, f.seed,
-                          env_workers=f.env_workers)
+                          env_workers=f.env_workers, tag=f.tag)
         paths = write_outputs(result, f.out_dir)
     except MamlError as e:
         print(f"maml_tf.rl.evaluate: error: {e}", file=sys.stderr)
@@ -285,6 +301,8 @@ if __name__ == "__main__":
     flags.DEFINE_integer("n_itr", None, "override the number of sampling iterations (tests only)")
     flags.DEFINE_integer("batch_size", None, "override the per-goal batch in timesteps (tests only)")
     flags.DEFINE_integer("seed", None, "override the run seed")
+    flags.DEFINE_string("tag", None, "name the outputs <env>_<method>_<tag>.* (e.g. itr_312 for the latest iteration "
+                        "of a run in progress), so that they sit beside the untagged evaluation")
     flags.DEFINE_integer("env_workers", 0, "step the envs in this many worker processes, a block each (0 or 1: "
                          "in-process); must divide goal_chunk * batch_size / H; not for point; results are "
                          "bit-identical to in-process stepping")

@@ -11,7 +11,9 @@
         python -m maml_tf.rl.main --env point --distribute multi_worker --run_dir /shared/logs/point_maml
 
 Unset flags take the experiment's reference value (see `maml_tf.rl.config`). The random-policy
-baseline needs no training: `python -m maml_tf.rl.evaluate --method random`.
+baseline needs no training: `python -m maml_tf.rl.evaluate --method random`. SIGINT/SIGTERM stop a
+one-process run after the iteration in progress (exit status 130/143, one line saying where);
+`--resume` continues it exactly.
 """
 from __future__ import annotations
 
@@ -41,8 +43,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.run_dir:
         raise app.UsageError("--run_dir is required")
+    from maml_tf.train.stop import TrainingStopped
+
     try:
         _train()
+    except TrainingStopped as e:  # a requested stop, latest.npz written and the line logged: not an error
+        sys.exit(e.exit_status)
     except MamlError as e:
         print(f"maml_tf.rl: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -4,9 +4,18 @@ One meta-iteration (spec 3.1): draw meta_batch_size goals, sample with theta, pr
 compute theta'_i, sample with theta'_i, process, one TRPO step on the post-update surrogate.
 Logs per iteration the pre-/post-update AverageReturn (csv + TensorBoard) and a progress line
 with timing; checkpoints are written atomically (temp file + os.replace): ``latest.npz`` every
-iteration (resume), ``itr_<n>.npz`` every ``snapshot_gap`` iterations, ``best.npz`` whenever the
-training return (post-update for MAML) improves — the reference evaluated intermediate
-checkpoints consistent with best-by-training-return selection (quirk 19).
+iteration (resume); ``itr_<n>.npz``, the parameters after iteration n's update, for n a multiple of
+``snapshot_gap`` and for the last iteration: the reference's ``itr_N.pkl`` numbering (0-based N,
+N % 25 == 0, the snapshot taken after the update), so our ``itr_100.npz`` is the policy its
+``itr_100.pkl`` was; ``best.npz`` whenever the training return (post-update for MAML) improves
+(quirk 19). A training return is earned by the parameters *before* that iteration's update (for
+MAML, the post-update paths were sampled with theta'_i adapted from them), so ``best.npz`` holds
+those: the parameters of ``itr_<i-1>`` (the initial parameters for i = 0), with i and its return
+in its state.
+
+SIGINT / SIGTERM (`maml_tf.train.stop`) stop a one-process run after the iteration in progress:
+``latest.npz`` then holds exactly that state and `TrainingStopped` is raised; the same command
+with ``--resume`` continues as if never stopped.
 
 ``cfg.distribute`` (MAML only) splits the meta-batch over tf.distribute replicas and workers
 (`maml_tf.rl.workers`): every worker draws the same task list, samples and processes only its
@@ -37,6 +46,7 @@ from maml_tf.rl.config import RLConfig
 from maml_tf.rl.maml_trpo import MetaObjective, PretrainStep, meta_trpo_step, to_batch
 from maml_tf.rl.policies import GaussianMLPPolicy, CategoricalMLPPolicy, MLPPolicy, make_policy
 from maml_tf.rl.sampler import TaskSampler, numpy_inference, tf_inference
+from maml_tf.train.stop import StopRequest, TrainingStopped
 
 # Flags a resumed run may change (see Trainer._restore).
 RESUMABLE = ("n_itr", "distribute", "env_workers")
@@ -303,6 +313,17 @@ class Trainer:
         return sample_tasks(self.cfg.env_id, n, self.task_rng)
 
     def train(self) -> dict:
+        """Iterations start_itr .. n_itr-1; a SIGINT/SIGTERM ends the run after the iteration in progress.
+
+        Under --distribute signals keep their usual effect: every worker would have to stop at the
+        same iteration, which one process's signal cannot arrange.
+        """
+        if self.workers is not None:
+            return self._train(None)
+        with StopRequest() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: StopRequest | None) -> dict:
         cfg = self.cfg
         # The progress line, progress.csv and tb/ as the supervised loop writes them (maml_tf.progress);
         # only the chief writes files (progress.csv keeps the rows before a resumed iteration).
@@ -313,6 +334,9 @@ class Trainer:
         last = {}
         try:  # the env worker processes are closed however the loop ends (a diverged run, Ctrl-C)
             for itr in range(self.start_itr, cfg.n_itr):
+                if stop is not None and stop.requested:
+                    self._stop(itr, stop.signum)
+                theta_before = self.theta.copy()  # what earns this iteration's training return
                 row = self.iteration(itr)
                 self._check_finite(itr, row)
                 last = row
@@ -321,7 +345,7 @@ class Trainer:
                 if improved:
                     self.best = train_return
                 if self.is_chief:
-                    self._write(itr, row, improved)
+                    self._write(itr, row, theta_before if improved else None)
                 steps_per_s = row["env_steps"] / max(row["t_sample"], 1e-9)
                 progress.row(row)
                 progress.scalars(itr, {**{k: row[k] for k in TB_SCALARS}, "env_steps_per_second": steps_per_s})
@@ -335,6 +359,14 @@ class Trainer:
             self.sampler.close()
         return {"last": last, "best": self.best, "wall_s": time.perf_counter() - t_run}
 
+    def _stop(self, next_itr: int, signum: int) -> None:
+        """Raise TrainingStopped before iteration `next_itr`: latest.npz already holds the state after
+        iteration next_itr - 1 (written at its end), so nothing is left to write."""
+        latest = os.path.join(self.log_dir, "latest.npz")
+        err = TrainingStopped(signum, next_itr, self.cfg.n_itr, latest if os.path.exists(latest) else None)
+        self.log(f"Training {err}")
+        raise err
+
     def _check_finite(self, itr: int, row: dict) -> None:
         """Stop a diverging run before its non-finite parameters reach a checkpoint (the last good ones stay)."""
         bad = [k for k in ("pre_return", "loss_before") if not np.isfinite(row[k])]
@@ -345,12 +377,31 @@ class Trainer:
                             f"saving (step sizes --fast_lr={self.cfg.fast_lr}, --meta_step_size="
                             f"{self.cfg.meta_step_size}; the checkpoints written before are kept)")
 
-    def _write(self, itr: int, row: dict, improved: bool) -> None:
-        """Checkpoints of one iteration (the chief's job)."""
+    def _write(self, itr: int, row: dict, best_theta: np.ndarray | None) -> None:
+        """Checkpoints of one iteration (the chief's job); `best_theta`: the parameters that earned a new
+        best training return (theta before this iteration's update), None when it did not improve."""
         cfg = self.cfg
-        if improved:
-            save_checkpoint(os.path.join(self.log_dir, "best.npz"), self.theta, self.policy, cfg, itr,
-                            {"train_return": self.best})
-        if (itr + 1) % cfg.snapshot_gap == 0 or itr == cfg.n_itr - 1:
+        if best_theta is not None:
+            save_checkpoint(os.path.join(self.log_dir, "best.npz"), best_theta, self.policy, cfg, itr - 1,
+                            best_state(itr, self.best))
+        if is_snapshot(itr, cfg):
             save_checkpoint(os.path.join(self.log_dir, f"itr_{itr}.npz"), self.theta, self.policy, cfg, itr)
         save_checkpoint(os.path.join(self.log_dir, "latest.npz"), self.theta, self.policy, cfg, itr, self._extra())
+
+
+def is_snapshot(itr: int, cfg: RLConfig) -> bool:
+    """Whether iteration `itr` writes itr_<itr>.npz: the reference's numbering (0-based, every
+    snapshot_gap-th from 0, taken after the update), plus the last iteration (its params.pkl)."""
+    return itr % cfg.snapshot_gap == 0 or itr == cfg.n_itr - 1
+
+
+def best_state(itr: int, train_return: float) -> dict:
+    """best.npz's state: whose training return it is, and which snapshot its parameters equal.
+
+    Its checkpoint `itr` field is itr - 1 (the parameters after iteration itr - 1's update; -1: the
+    initial parameters), as for every other checkpoint.
+    """
+    return {"train_return": float(train_return), "return_iteration": itr,
+            "params": f"itr_{itr - 1}" if itr > 0 else "initial",
+            "note": f"the parameters that earned iteration {itr}'s training return, i.e. before its update "
+                    f"(= {'the initial parameters' if itr == 0 else f'itr_{itr - 1}, after iteration {itr - 1}'})"}

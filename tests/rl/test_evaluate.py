@@ -1,7 +1,11 @@
 """Evaluation protocol details: the reference goal lists and step sizes."""
+import os
+
 import numpy as np
+import pytest
 
 from maml_tf.rl import evaluate as ev
+from maml_tf.rl.config import RLConfigError
 
 
 def test_goal_lists_are_the_reference_seeded_draws():
@@ -68,3 +72,14 @@ def test_summary_and_table():
     assert rows[0][0] == 0 and rows[0][1] == -2.0 and rows[0][3] == -2.29
     np.testing.assert_allclose(rows[0][2], np.std([-1, -2, -3, -2]) / 2)
     assert "-2.29" in ev.format_table(result)
+
+
+def test_a_tag_puts_the_outputs_beside_the_untagged_ones(tmp_path):
+    """A run in progress evaluated at its latest iteration must not overwrite the reference snapshot's json."""
+    result = {"env": "point", "method": "maml", "alpha_1": 0.5, "alpha_2": 0.25, "goals": [[0, 0]] * 2,
+              "batch_size": 100, "task_avg_returns": [[-1.0, -2.0]], "tag": "itr_7", "checkpoint_iteration": 7}
+    paths = ev.write_outputs(result, str(tmp_path))
+    assert os.path.basename(paths["json"]) == "point_maml_itr_7.json"
+    assert open(paths["table"]).read().startswith("point / maml / itr_7 ")
+    with pytest.raises(RLConfigError, match="--tag"):
+        ev.check_arguments("point", "maml", 40, 40, None, None, None, 0, "../elsewhere")

@@ -1,6 +1,7 @@
 """One training iteration of each mode on the point env, checkpoints and resume (tiny sizes)."""
 import csv
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from maml_tf.errors import MamlError
 from maml_tf.rl.config import preset
 from maml_tf.rl.train import Trainer, load_checkpoint
+from maml_tf.train.stop import TrainingStopped
 
 TINY = dict(fast_batch_size=2, meta_batch_size=3, max_path_length=20, hidden_sizes=(16, 16), snapshot_gap=1)
 
@@ -100,3 +102,63 @@ def test_trpo_baselines_use_the_reference_step_size():
     for env in ("point", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir"):
         assert preset(env, "oracle").meta_step_size == 0.01
         assert preset(env, "pretrain").meta_step_size == 0.01
+def _spy_thetas(tr: Trainer) -> dict:
+    """Record theta before every iteration of `tr` (what earns that iteration's training return)."""
+    before, step = {}, tr.iteration
+
+    def spy(itr):
+        before[itr] = tr.theta.copy()
+        return step(itr)
+
+    tr.iteration = spy
+    return before
+
+
+def test_snapshot_numbering_and_best_hold_what_the_reference_means(tmp_path):
+    """itr_N: after iteration N's update, N % gap == 0 plus the last (the reference's itr_N.pkl / params.pkl);
+    best.npz: the parameters that earned the best training return, i.e. before that iteration's update."""
+    run = tmp_path / "run"
+    cfg = preset("point", "pretrain", n_itr=4, **{**TINY, "snapshot_gap": 2})
+    tr = Trainer(cfg, str(run), log=lambda s: None)
+    before = _spy_thetas(tr)
+    tr.train()
+    assert sorted(f.name for f in run.glob("itr_*.npz")) == ["itr_0.npz", "itr_2.npz", "itr_3.npz"]
+    for n, after in ((0, before[1]), (2, before[3]), (3, tr.theta)):
+        ck = load_checkpoint(str(run / f"itr_{n}.npz"))
+        assert ck["itr"] == n
+        np.testing.assert_array_equal(ck["theta"], after)
+    with open(run / "progress.csv") as f:
+        returns = [float(r["pre_return"]) for r in csv.DictReader(f)]
+    i = int(np.argmax(returns))  # the first best: a tie does not replace best.npz
+    best = load_checkpoint(str(run / "best.npz"))
+    np.testing.assert_array_equal(best["theta"], before[i])
+    assert best["itr"] == i - 1 and best["state"]["return_iteration"] == i
+    assert best["state"]["params"] == (f"itr_{i - 1}" if i else "initial")
+    assert best["state"]["train_return"] == pytest.approx(returns[i])
+
+
+def test_a_signal_stops_after_the_iteration_in_progress(tmp_path):
+    run = tmp_path / "run"
+    lines = []
+    tr = Trainer(preset("point", "pretrain", n_itr=4, **TINY), str(run), log=lines.append)
+    step = tr.iteration
+
+    def signalled(itr):
+        row = step(itr)
+        if itr == 1:  # as `kill` would, in the middle of an iteration
+            os.kill(os.getpid(), signal.SIGTERM)
+        return row
+
+    tr.iteration = signalled
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingStopped) as stopped:
+        tr.train()
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+    err = stopped.value
+    assert (err.next_itr, err.total, err.exit_status) == (2, 4, 143)
+    assert err.checkpoint == str(run / "latest.npz") and lines[-1] == f"Training {err}"
+    ck = load_checkpoint(err.checkpoint)
+    assert ck["itr"] == 1
+    np.testing.assert_array_equal(ck["theta"], tr.theta)  # exactly the state after the finished iteration
+    with open(run / "progress.csv") as f:
+        assert [int(r["itr"]) for r in csv.DictReader(f)] == [0, 1]
