@@ -102,6 +102,8 @@ def test_trpo_baselines_use_the_reference_step_size():
     for env in ("point", "cheetah_vel", "cheetah_dir", "ant_vel", "ant_dir"):
         assert preset(env, "oracle").meta_step_size == 0.01
         assert preset(env, "pretrain").meta_step_size == 0.01
+
+
 def _spy_thetas(tr: Trainer) -> dict:
     """Record theta before every iteration of `tr` (what earns that iteration's training return)."""
     before, step = {}, tr.iteration
