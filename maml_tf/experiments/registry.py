@@ -91,12 +91,15 @@ QUICK_RL_TRAIN = dict(n_itr=2, meta_batch_size=2, fast_batch_size=1, max_path_le
 QUICK_RL_EVAL = dict(n_goals=2, n_itr=2)  # batch_size: one path of the protocol's horizon (set per env)
 RL_EVAL_HORIZON = {"point": 100}  # the evaluation protocol's H (200 for the locomotion tasks)
 
-# Rough cost on the 2-core development CPU, for `list` (seconds per iteration): sinusoid and point
-# measured with our entry points (lightly / heavily loaded machine); the image rates are the
-# original TF1 code's meta-iterations/s measured here (bench/bench_supervised.py: 5.5, 1.66, 0.98;
-# first order 12.4 vs 5.5); the locomotion rates are guesses scaled from point by env steps.
-RATE = {"sinusoid_it": 1 / 90, "omniglot5_it": 1 / 5.5, "omniglot20_it": 1 / 1.66, "mini_it": 1 / 0.98,
-        "first_order_factor": 5.5 / 12.4, "point_itr": 20, "loco_itr": 150, "ant_itr": 300}
+# Rough cost on the 2-core development CPU, for `list` (seconds per iteration), all measured with our
+# entry points: sinusoid and point (lightly / heavily loaded machine); the image rates are maml_tf.main's
+# meta-iterations/s on a quiet machine (Omniglot 5-way ~9.5-11, 20-way ~1.7; bench/README.md, issue 19) and
+# the step's for MiniImagenet (0.93) and first order (20.2 vs 11.65); the locomotion rates are one full-size
+# meta-iteration beside another training run (bench/bench_rl_iteration.py: cheetah ~41 s, ant ~194 s) and a
+# TRPO baseline's iteration (20,000 timesteps: cheetah ~3.2 s; ant scaled by its sampling rate).
+RATE = {"sinusoid_it": 1 / 90, "omniglot5_it": 1 / 9.5, "omniglot20_it": 1 / 1.7, "mini_it": 1 / 0.93,
+        "first_order_factor": 11.65 / 20.2, "point_itr": 20, "loco_itr": 41, "ant_itr": 194,
+        "loco_trpo_itr": 3.2, "ant_trpo_itr": 10}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,8 +231,10 @@ def _images() -> list[Experiment]:
 def _rl() -> list[Experiment]:
     out = []
     for env, (title, mujoco) in RL_ENVS.items():
-        per_itr = RATE["point_itr"] if env == "point" else RATE["ant_itr" if env.startswith("ant") else "loco_itr"]
+        kind = "point" if env == "point" else "ant" if env.startswith("ant") else "loco"
         for method in RL_METHODS:
+            # MAML iterations sample and adapt 40 tasks; the TRPO baselines' are 20,000 timesteps of one policy
+            per_itr = RATE[f"{kind}_itr" if method == "maml" or kind == "point" else f"{kind}_trpo_itr"]
             cost = 0.0 if method == "random" else (RL_REFERENCE_SNAPSHOT[(env, method)][1] + 1) * per_itr
             cost += 10 * 60
             out.append(Experiment(f"rl_{env}_{method}", f"{title}, {method}", "Fig. 5 (RL) / spec 4.1", f"rl_{env}",
