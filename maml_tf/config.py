@@ -87,10 +87,6 @@ class Config:
         "core (their per-task ops are small; 1.2-2.1x faster here, bench/README.md), nets with max-pool "
         "(MiniImagenet) one op at a time (on that net oneDNN gives run-to-run different meta-gradients when ops "
         "run concurrently); tf = always TensorFlow's default", addition=True, resumable=True, choices=THREAD_POOLS)
-    fast_norm_grad: bool = setting(
-        False, "batch_norm: a compact hand-written gradient of the normalisation (its ops differentiable, so "
-        "second order stays exact) instead of autodiff of the formula: the same forward, numbers equal up to "
-        "float rounding (bench/README.md: what it gains)", addition=True, resumable=True)
     save_interval: int = setting(1000, "checkpoint every N iterations (reference: 1000)", addition=True,
                                  resumable=True)
     print_interval: int = setting(0, "print every N iterations (0: reference's 1000 sinusoid / 100 images)",
@@ -171,8 +167,6 @@ class Config:
                 "(and on a CPU XLA was slower, bench/README.md); drop one of the two flags")
         if self.norm_variant not in ("exact", "tf2"):
             bad("norm_variant", "expected 'exact' or 'tf2'")
-        if self.fast_norm_grad and self.norm_variant != "exact":
-            bad("fast_norm_grad", "applies to the exact moments only (norm_variant 'exact')")
         if self.datasource == "miniimagenet" and not self.conv:
             bad("conv", "the MiniImagenet network is the conv net (the reference's FC net is Omniglot-only)")
         if self.datasource == "miniimagenet" and not self.max_pool:

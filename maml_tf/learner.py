@@ -22,14 +22,14 @@ def net_spec(cfg: Config, dtype: str = "float32") -> NetSpec:
     """The reference architecture for these flags (maml.py's construct_*_weights / forward_*)."""
     if cfg.datasource == "sinusoid":
         return NetSpec("fc", cfg.dim_input, cfg.dim_output, norm=cfg.norm, hidden=(40, 40),
-                       norm_variant=cfg.norm_variant, fast_norm_grad=cfg.fast_norm_grad, dtype=dtype)
+                       norm_variant=cfg.norm_variant, dtype=dtype)
     if not cfg.conv:
         return NetSpec("fc", cfg.dim_input, cfg.dim_output, norm=cfg.norm, hidden=(256, 128, 64, 64),
-                       norm_variant=cfg.norm_variant, fast_norm_grad=cfg.fast_norm_grad, dtype=dtype)
+                       norm_variant=cfg.norm_variant, dtype=dtype)
     mini = cfg.datasource == "miniimagenet"
     return NetSpec("conv", cfg.dim_input, cfg.dim_output, norm=cfg.norm, num_filters=cfg.num_filters,
                    channels=3 if mini else 1, max_pool=cfg.max_pool, w5_init="glorot" if mini else "normal",
-                   norm_variant=cfg.norm_variant, fast_norm_grad=cfg.fast_norm_grad, dtype=dtype)
+                   norm_variant=cfg.norm_variant, dtype=dtype)
 
 
 def inner_loop(cfg: Config, test_num_updates: int | None = None) -> InnerLoop:

@@ -29,7 +29,6 @@ flags.DEFINE_string("json", None, "write the report as JSON to this file")
 flags.DEFINE_list("files", ["primary", "firstorder", "normvariants", "float64"],
                   "which fixture files to check (primary, firstorder, normvariants, float64)")
 flags.DEFINE_bool("quiet", False, "print only failures and the summary")
-flags.DEFINE_bool("fast_norm_grad", False, "compute with main.py's --fast_norm_grad (batch norm's compact gradient)")
 
 FORWARD_RTOL = 1e-5
 FLOAT64_RTOL = 1e-9
@@ -170,8 +169,7 @@ class Checker:
                          "after 3 steps vs numpy TF1 Adam on our gradients: 1e-6 abs", "abs")
 
 
-def check(path: str, which: list[str], dump: str | None = None, log=print, fast_norm_grad: bool = False) -> Checker:
-    """`fast_norm_grad`: compute with --fast_norm_grad (the exact-moments runs; tf2-moments ones are unchanged)."""
+def check(path: str, which: list[str], dump: str | None = None, log=print) -> Checker:
     fx = golden.load(path)
     chk = Checker(fx)
     base = fx.files.get("")
@@ -192,8 +190,7 @@ def check(path: str, which: list[str], dump: str | None = None, log=print, fast_
     lr = cfg.meta_lr
 
     def run(file_suffix, stop_grad, variant="exact", dtype="float32", steps=(1, 3)):
-        c = cfg.replace(stop_grad=stop_grad, norm_variant=variant,
-                        fast_norm_grad=fast_norm_grad and variant == "exact" and cfg.norm == "batch_norm")
+        c = cfg.replace(stop_grad=stop_grad, norm_variant=variant)
         ours, learner = compute(c, init, batch, dtype=dtype, adam_steps=steps, test_num_updates=test_num_updates)
         chk.bn_fed = learner.model.bn_fed_biases
         return ours, learner.model.reference_names
@@ -298,7 +295,7 @@ def main(argv) -> None:
     try:
         for path in argv[1:]:
             dump = os.path.join(FLAGS.dump, os.path.basename(path)[:-5]) if FLAGS.dump and len(argv) > 2 else FLAGS.dump
-            chk = check(path, which, dump, fast_norm_grad=FLAGS.fast_norm_grad)
+            chk = check(path, which, dump)
             print(format_table(chk, FLAGS.quiet), flush=True)
             failed += sum(not r.ok for r in chk.rows)
             report.append({"fixture": path, "case": chk.case,

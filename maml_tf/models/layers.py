@@ -7,8 +7,6 @@ Normalisation statistics are always those of the current call, per task, as in t
 """
 from __future__ import annotations
 
-import os
-
 import keras
 import tensorflow as tf
 
@@ -93,7 +91,13 @@ def _moments(x: tf.Tensor, axes: list[int], variant: str, shift: tf.Tensor | Non
         mean = tf.reduce_mean(x, axes, keepdims=True)
         var = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)), axes, keepdims=True)
         return mean, var
-    divisor = _divisor(x, axes)
+    if all(x.shape[a] is not None for a in axes):
+        count = 1.0
+        for a in axes:
+            count *= x.shape[a]
+        divisor = tf.math.reciprocal(tf.constant(count, x.dtype))
+    else:  # sizes known only at run time (e.g. a SavedModel's free batch size): the same divisor
+        divisor = tf.math.reciprocal(tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype))
     xs = x if shift is None else x - shift
     shifted_mean = tf.reduce_sum(xs, axes, keepdims=True) * divisor
     var = tf.reduce_sum(tf.square(xs), axes, keepdims=True) * divisor - tf.square(shifted_mean)
@@ -109,107 +113,24 @@ def _normalize(x, mean, var, offset, scale, eps):
     return x * inv + (offset - mean * inv)
 
 
-def _divisor(x: tf.Tensor, axes: list[int]) -> tf.Tensor:
-    """1 / (number of elements reduced over `axes`)."""
-    if all(x.shape[a] is not None for a in axes):
-        count = 1.0
-        for a in axes:
-            count *= x.shape[a]
-        return tf.math.reciprocal(tf.constant(count, x.dtype))
-    # sizes known only at run time (e.g. a SavedModel's free batch size): the same divisor
-    return tf.math.reciprocal(tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype))
-
-
-def _bn_input_grad(g, x, mean, inv, axes):
-    """dx = inv * (g - mean(g) - xhat * mean(g * xhat)), with its own closed-form gradient.
-
-    `mean` and `inv` must be the moments of `x`: the gradient returned for `x` is the total one
-    (through them too), none flows to them separately.
-    """
-
-    @tf.custom_gradient
-    def h(g, x, mean, inv):
-        div = _divisor(g, axes)
-        xhat = (x - mean) * inv
-        g_mean = tf.reduce_sum(g, axes, keepdims=True) * div
-        c = tf.reduce_sum(g * xhat, axes, keepdims=True) * div
-        dx = inv * (g - g_mean - xhat * c)
-
-        def grad(u):
-            u_mean = tf.reduce_sum(u, axes, keepdims=True) * div
-            d = tf.reduce_sum(u * xhat, axes, keepdims=True) * div
-            ug = tf.reduce_sum(u * g, axes, keepdims=True) * div
-            dg = inv * (u - u_mean - xhat * d)
-            k = ug - u_mean * g_mean - 3.0 * c * d
-            ddx = -tf.square(inv) * (xhat * k + d * (g - g_mean) + c * (u - u_mean))
-            return dg, ddx, tf.zeros_like(mean), tf.zeros_like(inv)
-
-        return dx, grad
-
-    return h(g, x, mean, inv)
-
-
-def batch_norm_fast_grad(x: tf.Tensor, beta: tf.Tensor, axes: list[int], eps: float) -> tf.Tensor:
-    """The "exact" batch norm (offset only) with a hand-written, compact gradient.
-
-    Forward: the very ops of `_moments(..., "exact")` and `_normalize`, so the outputs are
-    bit-identical. Backward: dx = inv * (g - mean(g) - xhat * mean(g * xhat)), dbeta = sum(g), in
-    differentiable TF ops: an enclosing tape (the MAML outer tape) records them and differentiates
-    them, so second derivatives are those of the plain formula (tests/test_fast_norm_grad.py).
-    Autodiff of the plain formula instead materialises full-size broadcasts (Tile) of every
-    per-channel statistic, twice over in the second-order graph.
-    """
-    if beta.shape.rank != 1:
-        raise ValueError("batch_norm_fast_grad: beta must be shared by all tasks (shape [C])")
-    lead = list(range(x.shape.rank - 1))  # every axis but the channels
-
-    @tf.custom_gradient
-    def norm(x, beta):
-        mean, var = _moments(x, axes, "exact")
-        inv = tf.math.rsqrt(var + eps)
-        y = x * inv + (beta - mean * inv)
-
-        def grad(g):
-            g_sum = tf.reduce_sum(g, axes, keepdims=True)
-            dbeta = tf.reshape(tf.reduce_sum(g_sum, lead), tf.shape(beta))
-            if os.environ.get("MAML_TF_FAST_NORM_IMPL", "1") == "2":
-                return _bn_input_grad(g, x, mean, inv, axes), dbeta
-            div = _divisor(g, axes)
-            xhat = (x - mean) * inv
-            g_xhat = tf.reduce_sum(g * xhat, axes, keepdims=True) * div
-            dx = inv * (g - g_sum * div - xhat * g_xhat)
-            return dx, dbeta
-
-        return y, grad
-
-    return norm(x, beta)
-
-
 class BatchNormExact(keras.layers.Layer):
     """Batch norm with the statistics of the current call, per task, offset (beta) only, eps 1e-3.
 
     The reference (contrib batch_norm, is_training=True, scale=False) never uses or updates moving
     averages, so none are kept. Beta is meta-learned but not adapted in the inner loop.
-    `fast_grad` (variant "exact" only): the same forward with a compact hand-written gradient
-    (`batch_norm_fast_grad`), exact to first and second order up to float rounding.
     """
 
-    def __init__(self, variant: str = "exact", epsilon: float = 1e-3, fast_grad: bool = False, **kwargs):
+    def __init__(self, variant: str = "exact", epsilon: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
-        if fast_grad and variant != "exact":
-            raise ValueError(f"BatchNormExact: fast_grad needs variant 'exact', not {variant!r}")
-        self.variant, self.epsilon, self.fast_grad = variant, epsilon, fast_grad
+        self.variant, self.epsilon = variant, epsilon
 
     def build(self, input_shape):
         self.beta = self.add_weight(shape=(int(input_shape[-1]),), initializer="zeros", name="beta")
 
     def call(self, x):
         axes = list(range(1, x.shape.rank - 1))  # batch (and spatial) axes of each task
-        beta = read(self.beta)
-        if self.fast_grad and beta.shape.rank == 1:
-            return batch_norm_fast_grad(x, beta, axes, self.epsilon)
         mean, var = _moments(x, axes, self.variant)
-        return _normalize(x, mean, var, beta, None, self.epsilon)
+        return _normalize(x, mean, var, read(self.beta), None, self.epsilon)
 
 
 class LayerNormExact(keras.layers.Layer):

@@ -31,7 +31,6 @@ class NetSpec:
     max_pool: bool = False
     w5_init: str = "normal"  # conv head: "normal" (omniglot, stddev 1) or "glorot" (miniimagenet)
     norm_variant: str = "exact"  # "exact" or "tf2" (only to reproduce *_normvariants fixtures)
-    fast_norm_grad: bool = False  # batch norm: compact hand-written gradient (layers.batch_norm_fast_grad)
     dtype: str = "float32"
 
 
@@ -60,8 +59,7 @@ class MetaModel(keras.Model):
 
 def _norm_layer(spec: NetSpec, scope: str):
     if spec.norm == "batch_norm":
-        return L.BatchNormExact(variant=spec.norm_variant, fast_grad=spec.fast_norm_grad, name=f"norm_{scope}",
-                                dtype=spec.dtype)
+        return L.BatchNormExact(variant=spec.norm_variant, name=f"norm_{scope}", dtype=spec.dtype)
     if spec.norm == "layer_norm":
         return L.LayerNormExact(variant=spec.norm_variant, name=f"norm_{scope}", dtype=spec.dtype)
     return None
