@@ -130,11 +130,19 @@ def peak_memory_mb(tf) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS"
 
 
+def _setting(text: str) -> tuple[str, bool]:
+    """'NAME' or 'NAME=true/false' (a boolean Config flag) -> (NAME, value)."""
+    name, _, value = text.partition("=")
+    if value.lower() not in ("", "1", "true", "0", "false"):
+        raise SystemExit(f"--set/--ab {text!r}: only boolean Config flags (NAME or NAME=true/false)")
+    return name, value.lower() in ("", "1", "true")
+
+
 def run_child(args) -> dict:
     from maml_tf.config import Config
 
     wl = WORKLOADS[args.workloads]
-    cfg = Config(**wl.flags, jit_compile=args.jit)
+    cfg = Config(**wl.flags, jit_compile=args.jit, **dict(_setting(s) for s in args.set))
     tf = _configure_tf(args, cfg)
     import numpy as np
 
@@ -172,7 +180,8 @@ def run_child(args) -> dict:
     peak, peak_kind = peak_memory_mb(tf)
     med = statistics.median(rates)
     return {
-        "workload": args.workloads, "description": wl.description, "mode": args.mode,
+        "workload": args.workloads + "".join(f"+{s}" for s in args.set), "description": wl.description,
+        "mode": args.mode, "settings": args.set,
         "jit_compile": args.jit,
         "intra_op": args.intra_op, "inter_op": args.inter_op,
         "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU",
@@ -213,12 +222,14 @@ def _block(out):
 
 
 # --- parent: one child per workload, a table ----------------------------------------------------
-def child_command(args, workload: str) -> list[str]:
+def child_command(args, workload: str, extra: tuple[str, ...] = ()) -> list[str]:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--workloads", workload,
            "--mode", args.mode, "--repeats", str(args.repeats),
            "--warmup", str(args.warmup), "--seconds", str(args.seconds),
            "--intra_op", str(args.intra_op), "--inter_op", str(args.inter_op), "--thread_pools", args.thread_pools]
     cmd += ["--jit"] if args.jit else []
+    for setting in list(args.set) + list(extra):
+        cmd += ["--set", setting]
     return cmd
 
 
@@ -231,8 +242,28 @@ def matmul_in_child(env) -> float | None:
         return None
 
 
+def run_ours(args, name: str, env, extra: tuple[str, ...] = ()) -> tuple[dict | None, str | None]:
+    """One child: (its result with the hardware figures, None) or (None, the error)."""
+    before = matmul_in_child(env) if args.matmul else None
+    proc = subprocess.run(child_command(args, name, extra), capture_output=True, text=True, env=env,
+                          timeout=args.timeout)
+    if proc.returncode != 0:
+        return None, " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+    after = matmul_in_child(env) if args.matmul else None
+    mm = (before + after) / 2 if (before and after) else None
+    return add_hardware_figures(json.loads(proc.stdout.strip().splitlines()[-1]), mm), None
+
+
+def summarise(ours: list[dict]) -> dict:
+    medians = [o["its_per_s_median"] for o in ours]
+    row = dict(sorted(ours, key=lambda o: o["its_per_s_median"])[len(ours) // 2])
+    row.update(round_medians=medians, rounds=len(ours), its_per_s_median=statistics.median(medians))
+    return row
+
+
 def run(args) -> list[dict]:
-    """Per workload, `args.rounds` rounds of: ours, the original at TF's pools, the original at 1/2."""
+    """Per workload, `args.rounds` rounds of: ours, ours with --ab's flag (if given), the original at
+    TF's pools, the original at 1/2."""
     results = []
     compare = args.original and original.refbench_dir() is not None
     if args.original and not compare and not args.quiet:
@@ -242,17 +273,17 @@ def run(args) -> list[dict]:
         if name not in WORKLOADS:
             raise SystemExit(f"unknown workload {name!r}; expected some of {', '.join(WORKLOADS)}")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        ours, originals, error = [], {p: [] for p in original.POOLS}, None
+        ours, ab, originals, error = [], [], {p: [] for p in original.POOLS}, None
         for _ in range(args.rounds):
-            before = matmul_in_child(env) if args.matmul else None
-            proc = subprocess.run(child_command(args, name), capture_output=True, text=True, env=env,
-                                  timeout=args.timeout)
-            if proc.returncode != 0:
-                error = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            r, error = run_ours(args, name, env)
+            if error is not None:
                 break
-            after = matmul_in_child(env) if args.matmul else None
-            mm = (before + after) / 2 if (before and after) else None
-            ours.append(add_hardware_figures(json.loads(proc.stdout.strip().splitlines()[-1]), mm))
+            ours.append(r)
+            if args.ab:
+                r, error = run_ours(args, name, env, (args.ab,))
+                if error is not None:
+                    break
+                ab.append(r)
             if compare:  # the same seconds of timing as ours, right after it
                 for pools in original.POOLS:
                     originals[pools].append(original.time_original(name, args.seconds * args.repeats, pools,
@@ -260,11 +291,19 @@ def run(args) -> list[dict]:
         if error is not None:
             results.append({"workload": name, "error": error})
         else:
-            medians = [o["its_per_s_median"] for o in ours]
-            row = dict(sorted(ours, key=lambda o: o["its_per_s_median"])[len(ours) // 2])
-            row.update(round_medians=medians, rounds=len(ours), its_per_s_median=statistics.median(medians))
-            results.append(add_original(row, originals) if compare else row)
-        if not args.quiet:
+            rows = [summarise(ours)] + ([summarise(ab)] if ab else [])
+            if ab:
+                # Same-round ratios (each round's two children ran back to back under the same load).
+                per_round = [b["its_per_s_median"] / a["its_per_s_median"] for a, b in zip(ours, ab)]
+                rows[1].update(ab_ratio_per_round=per_round, ab_ratio_median=statistics.median(per_round))
+            for row in rows:
+                results.append(add_original(row, originals) if compare else row)
+                if not args.quiet:
+                    print(format_row(results[-1]), flush=True)
+            if ab and not args.quiet:
+                print(f"  {args.ab} on/off: {rows[1]['ab_ratio_median']:.3f}x (rounds: "
+                      f"{', '.join(format(x, '.3f') for x in rows[1]['ab_ratio_per_round'])})", flush=True)
+        if error is not None and not args.quiet:
             print(format_row(results[-1]), flush=True)
     return results
 
@@ -308,6 +347,11 @@ def parse(argv=None):
                    help="rounds of (ours, original at TF's pools, original at 1/2) per workload; medians reported")
     p.add_argument("--no_original", dest="original", action="store_false",
                    help="do not time the original code (../shared/refbench)")
+    p.add_argument("--set", action="append", default=[], metavar="FLAG[=true|false]",
+                   help="a boolean maml_tf Config flag for our step (repeatable), e.g. --set fast_norm_grad")
+    p.add_argument("--ab", default=None, metavar="FLAG[=true|false]",
+                   help="A/B: each round also times our step with this boolean Config flag set, right after "
+                        "the plain one; prints the same-round ratios (e.g. --ab fast_norm_grad)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per workload")
     p.add_argument("--json", nargs="?", const="-", default=None, help="write results as JSON (to FILE, or stdout)")
     p.add_argument("--quiet", action="store_true")
