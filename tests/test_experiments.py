@@ -320,3 +320,29 @@ def test_jobs_run_experiments_side_by_side(tmp_path, monkeypatch, capsys):
     assert "sinusoid_oracle | a line of output" in out
     assert cli.main(["--jobs", "0", "sinusoid"]) == 2
     assert "--jobs must be >= 1" in capsys.readouterr().err
+
+
+def test_commit_of_ignores_what_runs_write(tmp_path):
+    """A run rewrites results/ and pretrained/ while it trains: that is not uncommitted code."""
+    import subprocess
+
+    from maml_tf.experiments.pretrained import commit_of
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                            "GIT_COMMITTER_EMAIL": "t@t"})
+
+    for name in ("code.py", "results/README.md", "pretrained/README.md"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    head = commit_of(str(tmp_path))
+    assert len(head) == 40
+    (tmp_path / "results" / "README.md").write_text("b\n")
+    (tmp_path / "pretrained" / "README.md").write_text("b\n")
+    assert commit_of(str(tmp_path)) == head
+    (tmp_path / "code.py").write_text("b\n")
+    assert commit_of(str(tmp_path)) == head + "-dirty"

@@ -42,11 +42,16 @@ README = "README.md"
 
 
 def commit_of(repo: str) -> str:
-    """The commit the code came from, `-dirty` when the working tree has uncommitted changes; '' outside git."""
+    """The commit the code came from, `-dirty` when its tracked files have uncommitted changes; '' outside git.
+
+    `results/` and `pretrained/` are left out: runs write them while they train (snapshots, records, figures),
+    so they are always "changed" during a run without the code being so.
+    """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                               timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results", ":(exclude)pretrained"], cwd=repo,
                                capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
