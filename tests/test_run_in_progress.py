@@ -46,17 +46,21 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def _driver(root, stop_after_line=None):
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, os.path.join(root, "results"), os.path.join(root, "logs"),
-                             json.dumps(FLAGS)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=REPO)
+def _run(script, root, args, stop_after_line=None, timeout=300):
+    """Run a driver script on results/ and logs/ under `root`; SIGINT it once a line holds `stop_after_line`."""
+    proc = subprocess.Popen([sys.executable, "-c", script, os.path.join(root, "results"), os.path.join(root, "logs"),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     out = []
     for line in proc.stdout:
         out.append(line)
         if stop_after_line and stop_after_line in line:
             proc.send_signal(signal.SIGINT)
             stop_after_line = None
-    return proc.wait(timeout=300), "".join(out)
+    return proc.wait(timeout=timeout), "".join(out)
+
+
+def _driver(root, stop_after_line=None):
+    return _run(DRIVER, root, [json.dumps(FLAGS)], stop_after_line)
 
 
 def _final_state(root):
@@ -179,16 +183,7 @@ RL_DRIVER = textwrap.dedent("""
 
 
 def _rl_driver(root, stop_after_line=None, shipped=""):
-    proc = subprocess.Popen([sys.executable, "-c", RL_DRIVER, os.path.join(root, "results"), os.path.join(root, "logs"),
-                             json.dumps(RL_FLAGS), shipped], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=REPO)
-    out = []
-    for line in proc.stdout:
-        out.append(line)
-        if stop_after_line and stop_after_line in line:
-            proc.send_signal(signal.SIGINT)
-            stop_after_line = None
-    return proc.wait(timeout=600), "".join(out)
+    return _run(RL_DRIVER, root, [json.dumps(RL_FLAGS), shipped], stop_after_line, timeout=600)
 
 
 def _rl_file(root, name):
