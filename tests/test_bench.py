@@ -79,6 +79,7 @@ def test_bench_ops_attributes_self_time_by_op_type():
     assert counts == {"Conv2D": 2, "Mul": 1, ops.EXECUTOR: 1}
 
 
+@pytest.mark.slow  # profiles a traced step: ~5 s; kept out of the 5-minute default set
 def test_bench_ops_runs_and_reports(tmp_path):
     """bench_ops reads the CPU plane of the profiler trace: run on the CPU (any GPU hidden)."""
     out = tmp_path / "ops.json"

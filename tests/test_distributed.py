@@ -93,6 +93,7 @@ def single():
     return _single_replica()
 
 
+@pytest.mark.slow  # two logical-CPU replicas: ~7 s; kept out of the 5-minute default set
 def test_mirrored_two_logical_cpus_equals_single_replica(tmp_path, single):
     (dist,) = _run_children(tmp_path, "mirrored", [None])
     _assert_same(dist, single)

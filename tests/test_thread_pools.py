@@ -59,6 +59,7 @@ def test_max_pool_meta_gradients_are_reproducible_with_auto_pools():
     assert "identical True" in stdout, stdout
 
 
+@pytest.mark.slow  # a subprocess meta-gradient pair: ~8 s; kept out of the 5-minute default set
 def test_strided_conv_meta_gradients_are_reproducible_with_concurrent_ops():
     """The Omniglot net under auto pools runs its ops side by side (one thread each) and stays bitwise
     reproducible, which is what lets auto choose concurrency for it."""

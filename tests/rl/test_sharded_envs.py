@@ -235,6 +235,7 @@ def test_training_with_env_workers_is_bit_identical_and_resumes_with_another_cou
     resumed.train()
 
 
+@pytest.mark.slow  # the CLI in a subprocess with 2 env workers: ~6 s (the in-process bit-identity test stays default)
 def test_rl_main_with_env_workers(tmp_path):
     run = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
