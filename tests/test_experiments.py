@@ -346,3 +346,22 @@ def test_commit_of_ignores_what_runs_write(tmp_path):
     assert commit_of(str(tmp_path)) == head
     (tmp_path / "code.py").write_text("b\n")
     assert commit_of(str(tmp_path)) == head + "-dirty"
+
+
+def test_fig2_reads_the_shipped_checkpoint_when_the_logs_are_gone(tmp_path):
+    """logs/ is not kept between sessions; the shipped pretrained/sinusoid folder holds the same weights."""
+    import json
+
+    import numpy as np
+
+    shipped = os.path.join(REPO, "pretrained", "sinusoid")
+    if not os.path.isdir(shipped):
+        pytest.skip("pretrained/sinusoid is not in this checkout")
+    flags = dict(json.load(open(os.path.join(shipped, "meta.json")))["flags"], logdir=str(tmp_path / "gone"))
+    grid = np.linspace(-5, 5, 20)
+    with pytest.raises(FileNotFoundError, match="gone"):
+        plots.sinusoid_predictions(flags, 5, 3, grid)
+    p = plots.sinusoid_predictions(flags, 5, 3, grid, shipped=shipped)
+    assert p[0].shape == p[1].shape == p[10].shape == (20,)
+    err = lambda y: float(np.mean((y - p["truth"]) ** 2))  # noqa: E731
+    assert err(p[10]) < err(p[0])  # the meta-trained init adapts to the task

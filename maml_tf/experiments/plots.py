@@ -42,8 +42,13 @@ def _train_flags(rec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ Fig. 2
-def sinusoid_predictions(flags: dict, k: int, seed: int, grid: np.ndarray, steps=(1, 10)) -> dict:
-    """One seeded task: support points, truth on `grid`, and predictions after 0 and `steps` steps."""
+def sinusoid_predictions(flags: dict, k: int, seed: int, grid: np.ndarray, steps=(1, 10),
+                         shipped: str | None = None) -> dict:
+    """One seeded task: support points, truth on `grid`, and predictions after 0 and `steps` steps.
+
+    The weights come from the run's checkpoint folder under its logdir or, when that is gone (logs/ is
+    not kept), from the shipped ``pretrained/<experiment>/`` folder, which holds the same TF1 checkpoint.
+    """
     import tensorflow as tf
 
     from maml_tf import checkpoint as ckpt
@@ -53,10 +58,12 @@ def sinusoid_predictions(flags: dict, k: int, seed: int, grid: np.ndarray, steps
 
     cfg = Config.from_dict({**flags, "train": False, "update_batch_size": k,
                             "train_update_batch_size": flags["update_batch_size"], "test_after_train": False})
-    folder = os.path.join(cfg.logdir, cfg.exp_string)
-    prefix = ckpt.find(folder)
+    folders = [os.path.join(cfg.logdir, cfg.exp_string)]
+    if shipped:
+        folders.append(os.path.join(shipped, cfg.exp_string))
+    prefix = next((p for p in (ckpt.find(f) if os.path.isdir(f) else None for f in folders) if p), None)
     if prefix is None:
-        raise FileNotFoundError(f"no checkpoint in {folder}")
+        raise FileNotFoundError("no checkpoint in " + " or ".join(folders))
     learner = build(cfg, meta_batch_size=1, test_num_updates=max(steps))
     assign_weights(learner, ckpt.load(prefix), prefix)
     rng = np.random.RandomState(seed)  # the sinusoid task distribution (spec "Data")
@@ -83,7 +90,7 @@ def sinusoid_fits(records: dict[str, dict], path: str, seed: int = 3) -> bool:
     fig, axes = plt.subplots(len(methods), len(shots), figsize=(4.2 * len(shots), 3.2 * len(methods)), squeeze=False)
     for row, (name, rec) in enumerate(methods):
         for col, k in enumerate(shots):
-            p = sinusoid_predictions(_train_flags(rec), k, seed + col, grid)
+            p = sinusoid_predictions(_train_flags(rec), k, seed + col, grid, shipped=rec.get("pretrained"))
             ax = axes[row][col]
             ax.plot(grid, p["truth"], "r-", lw=2, label="ground truth")
             ax.plot(grid, p[0], ":", color="C2", label="pre-update")
