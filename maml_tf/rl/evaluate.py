@@ -162,7 +162,7 @@ def evaluate(env: str, method: str, checkpoint: str | None = None, n_goals: int 
         log(f"goals {s}..{min(s + goal_chunk, n_goals) - 1} done ({time.perf_counter() - t0:.1f}s)")
     m = np.concatenate(blocks, axis=1)
     return {"env": env, "method": method, "checkpoint": checkpoint, "checkpoint_iteration": checkpoint_itr,
-            "tag": tag, "goals": goals.tolist(),
+            "tag": tag, "seed": run_seed, "goals": goals.tolist(),
             "alpha_1": first, "alpha_2": later, "batch_size": proto.batch_size, "n_itr": n_itr,
             "task_avg_returns": m.tolist(), "wall_s": time.perf_counter() - t0}
 

@@ -52,7 +52,7 @@ def test_evaluate_runs_the_reference_protocol(monkeypatch):
     # 2D navigation, MAML: 40 goals at once, 4000 steps of H=100 per goal, 5 samplings, alpha 0.5 then 0.25
     result, calls = _protocol_run(monkeypatch, "point", "maml")
     assert calls == [("maml_tf/PointGoal-v0", 40, 4000, 100, 5, 0.5, 0.25, 4)]
-    assert (result["alpha_1"], result["alpha_2"], result["batch_size"]) == (0.5, 0.25, 4000)
+    assert (result["alpha_1"], result["alpha_2"], result["batch_size"], result["seed"]) == (0.5, 0.25, 4000, 4)
     # ant direction, random init: 8000 steps of H=200, first step 1.0 then 1% of it
     _, calls = _protocol_run(monkeypatch, "ant_dir", "random", n_goals=6, goal_chunk=4)
     assert calls == [("maml_tf/AntDir-v0", 4, 8000, 200, 4, 1.0, 0.01, 0),
@@ -60,6 +60,9 @@ def test_evaluate_runs_the_reference_protocol(monkeypatch):
     # half-cheetah velocity, pretrained: its own first step size
     _, calls = _protocol_run(monkeypatch, "cheetah_vel", "pretrain", n_goals=2)
     assert calls == [("maml_tf/HalfCheetahVel-v0", 2, 4000, 200, 4, 0.02, 0.01, 2)]
+    # --seed: another draw of the run (the random policy's initialisation too), recorded in the result
+    result, calls = _protocol_run(monkeypatch, "cheetah_dir", "random", n_goals=2, seed=7)
+    assert calls[0][-1] == 7 and result["seed"] == 7
     # the oracle sees the task: one sampling, nothing adapted, on the oracle env
     _, calls = _protocol_run(monkeypatch, "cheetah_dir", "oracle", n_goals=2, batch_size=200)
     assert calls == [("maml_tf/HalfCheetahDirOracle-v0", 2, 200, 200, 1, 0.0, 0.0, 0)]
