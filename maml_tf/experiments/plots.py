@@ -61,7 +61,11 @@ def sinusoid_predictions(flags: dict, k: int, seed: int, grid: np.ndarray, steps
     folders = [os.path.join(cfg.logdir, cfg.exp_string)]
     if shipped:
         folders.append(os.path.join(shipped, cfg.exp_string))
-    prefix = next((p for p in (ckpt.find(f) if os.path.isdir(f) else None for f in folders) if p), None)
+    prefix = None
+    for folder in folders:
+        prefix = ckpt.find(folder) if os.path.isdir(folder) else None
+        if prefix:
+            break
     if prefix is None:
         raise FileNotFoundError("no checkpoint in " + " or ".join(folders))
     learner = build(cfg, meta_batch_size=1, test_num_updates=max(steps))
