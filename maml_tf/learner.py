@@ -29,7 +29,26 @@ def net_spec(cfg: Config, dtype: str = "float32") -> NetSpec:
     mini = cfg.datasource == "miniimagenet"
     return NetSpec("conv", cfg.dim_input, cfg.dim_output, norm=cfg.norm, num_filters=cfg.num_filters,
                    channels=3 if mini else 1, max_pool=cfg.max_pool, w5_init="glorot" if mini else "normal",
-                   norm_variant=cfg.norm_variant, dtype=dtype)
+                   norm_variant=cfg.norm_variant, dtype=dtype, task_layout=task_layout(cfg))
+
+
+def task_layout(cfg: Config) -> str:
+    """--task_layout, with auto resolved: per-task lists pay off only where ops run side by side on a CPU.
+
+    Measured (bench/README.md, "task layout"): under one thread per op and one op per core, the list
+    layout is 1.1-1.3x faster on Omniglot; where the pools run one op at a time (MiniImagenet's auto
+    pools) the stacked tensor's larger ops use both threads and win. A GPU is not measured: there the
+    fewer, larger ops of the stacked layout are the safer default.
+    """
+    if cfg.task_layout != "auto":
+        return cfg.task_layout
+    import tensorflow as tf
+
+    from maml_tf.run import thread_plan
+
+    if tf.config.list_physical_devices("GPU"):
+        return "stacked"
+    return "stacked" if thread_plan(cfg)[1] == 1 else "list"
 
 
 def inner_loop(cfg: Config, test_num_updates: int | None = None) -> InnerLoop:

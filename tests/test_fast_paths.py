@@ -3,6 +3,8 @@
 * The train step builds only the first num_updates inner steps (the evaluated extra steps do not
   feed the meta-loss or the training summaries): its update and totals equal those of the full
   loop's meta-gradients.
+* The conv nets' task layouts (per-task tensors between convolutions, or one stacked tensor) give
+  the same outputs and meta-gradients in float64; `auto` picks by the thread pools.
 """
 from __future__ import annotations
 
@@ -34,3 +36,52 @@ def test_train_step_builds_only_the_differentiated_steps_and_matches_the_full_lo
         np.testing.assert_allclose(v.numpy(), c.numpy(), rtol=1e-12, atol=1e-15)
     assert any(not np.allclose(v.numpy(), g) for v, g in zip(learner.variables, grads))
 
+
+
+def _image_batch(cfg: Config, seed: int) -> tuple:
+    rng = np.random.RandomState(seed)
+    t, n, k = cfg.meta_batch_size, cfg.num_classes, cfg.update_batch_size
+    x = lambda: rng.rand(t, n * k, cfg.dim_input)  # noqa: E731
+    y = lambda: np.eye(n)[rng.randint(n, size=(t, n * k))]  # noqa: E731
+    return x(), y(), x(), y()
+
+
+def test_task_layouts_compute_the_same_meta_gradients():
+    """--task_layout list (per-task tensors between convolutions) and stacked: same numbers in float64,
+    second and first order, with batch norm and strided convs (Omniglot) and with layer norm and max-pool."""
+    import pytest
+
+    for extra in (dict(norm="batch_norm"), dict(norm="layer_norm", max_pool=True)):
+        for stop_grad in (False, True):
+            base = Config(datasource="omniglot", num_classes=3, update_batch_size=1, meta_batch_size=2,
+                          num_filters=4, num_updates=2, update_lr=0.4, stop_grad=stop_grad, **extra)
+            batch = _image_batch(base, 5)
+            results = {}
+            for layout in ("list", "stacked"):
+                learner = build(base.replace(task_layout=layout), dtype="float64")
+                assert {layer.layout for layer in learner.model.stack if hasattr(layer, "layout")} == {layout}
+                grads, out = learner.meta_gradients(batch)
+                results[layout] = ([g.numpy() for g in grads], out["outputbs"].numpy())
+            (g_list, o_list), (g_stacked, o_stacked) = results["list"], results["stacked"]
+            np.testing.assert_allclose(o_list, o_stacked, rtol=1e-12, atol=1e-12)
+            for a, b in zip(g_list, g_stacked):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+            assert any(np.abs(g).max() > 1e-6 for g in g_list)
+    from maml_tf.errors import MamlError
+
+    with pytest.raises(MamlError, match="--task_layout='columns': expected one of auto, list, stacked"):
+        Config(datasource="omniglot").replace(task_layout="columns")
+
+
+def test_task_layout_auto_follows_the_thread_pools():
+    """auto: the list layout where ops run side by side on a CPU, stacked where they run one at a time."""
+    from maml_tf.learner import task_layout
+
+    if tf.config.list_physical_devices("GPU"):
+        assert task_layout(Config(datasource="omniglot")) == "stacked"
+        return
+    assert task_layout(Config(datasource="omniglot")) == "list"  # auto pools: 1 / cores
+    assert task_layout(Config(datasource="miniimagenet", max_pool=True, num_filters=32)) == "stacked"  # 0 / 1
+    assert task_layout(Config(datasource="omniglot", inter_op_threads=1)) == "stacked"
+    assert task_layout(Config(datasource="miniimagenet", max_pool=True, thread_pools="tf")) == "list"
+    assert task_layout(Config(datasource="miniimagenet", task_layout="list")) == "list"

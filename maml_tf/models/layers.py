@@ -4,6 +4,13 @@ Every layer takes inputs shaped [T, B, ...] (T tasks of B examples each) and wei
 shared by all tasks (the variable's shape) or per task ([T, *shape], fast weights of the inner loop).
 Normalisation statistics are always those of the current call, per task, as in the reference
 (tf.contrib batch_norm with is_training=True and no moving averages).
+
+Where the kernels are per task, a convolution's output stays a Python *list* of per-task tensors
+[B, ...] through the following bias, normalisation, ReLU and pooling layers, and is stacked once at
+the head (`SpatialMean` / `FlattenFeatures`). Stacking after every convolution (one [T, B, ...]
+tensor per layer) costs a Pack, an Unpack and their gradients per layer, and runs each batch-norm
+pass as one single-threaded op over all tasks; per-task ops run two tasks at a time under the
+one-thread-per-op pools, as the reference's map_fn does (bench/README.md, "task layout").
 """
 from __future__ import annotations
 
@@ -12,8 +19,21 @@ import tensorflow as tf
 
 from maml_tf.models.fast_weights import read
 
+TASK_LAYOUTS = ("list", "stacked")
+
+
 def _per_task(w: tf.Tensor, base_rank: int) -> bool:
     return w.shape.rank == base_rank + 1
+
+
+def _each(fn, x):
+    """Apply `fn` to every per-task tensor of a list layout, or once to a stacked [T, B, ...] tensor."""
+    return [fn(xi) for xi in x] if isinstance(x, list) else fn(x)
+
+
+def _example_axes(x: tf.Tensor, first: int) -> list[int]:
+    """The batch-and-spatial axes of x without its channel axis, starting at `first` (0 per task, 1 stacked)."""
+    return list(range(first, x.shape.rank - 1))
 
 
 class TaskDense(keras.layers.Layer):
@@ -45,12 +65,20 @@ class TaskDense(keras.layers.Layer):
 
 
 class TaskConv2D(keras.layers.Layer):
-    """3x3 SAME convolution + bias (stride 2 without max-pool, 1 with), as the reference conv_block."""
+    """3x3 SAME convolution + bias (stride 2 without max-pool, 1 with), as the reference conv_block.
 
-    def __init__(self, filters: int, strides: int, kernel_name="kernel", bias_name="bias", **kwargs):
+    layout: with per-task kernels, "list" returns the list layout (module docstring), "stacked" one
+    [T, B, ...] tensor. Same numbers; which is faster depends on the thread pools (bench/README.md).
+    """
+
+    def __init__(self, filters: int, strides: int, kernel_name="kernel", bias_name="bias", layout: str = "list",
+                 **kwargs):
         super().__init__(**kwargs)
+        if layout not in TASK_LAYOUTS:
+            raise ValueError(f"unknown task layout {layout!r}; expected one of {TASK_LAYOUTS}")
         self.filters, self.strides = filters, strides
         self.kernel_name, self.bias_name = kernel_name, bias_name
+        self.layout = layout
 
     def build(self, input_shape):
         cin = int(input_shape[-1])
@@ -61,19 +89,30 @@ class TaskConv2D(keras.layers.Layer):
     def call(self, x):
         k, b = read(self.kernel), read(self.bias)
         s = [1, self.strides, self.strides, 1]
-        t, n = tf.shape(x)[0], tf.shape(x)[1]
-        h, w, c = x.shape[2], x.shape[3], x.shape[4]
-        if not _per_task(k, 4):
-            y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
-            y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
-        else:
+        if _per_task(k, 4):
             # Per-task kernels: one conv per task, unrolled in the graph (the task count is static
             # wherever fast weights reach a conv: the meta-step and the test protocol trace per shape).
-            if x.shape[0] is None:
-                raise ValueError("TaskConv2D with per-task kernels needs a static task count (axis 0 of the input)")
-            # unstack, not x[i]: the gradient of T slices is T full-size StridedSliceGrads summed
-            # (O(T^2) memory traffic); the gradient of one Unpack is one Pack.
-            y = tf.stack([tf.nn.conv2d(xi, ki, s, "SAME") for xi, ki in zip(tf.unstack(x), tf.unstack(k))])
+            # The output is in `self.layout` (module docstring).
+            if not isinstance(x, list):
+                if x.shape[0] is None:
+                    raise ValueError("TaskConv2D with per-task kernels needs a static task count (axis 0 of the input)")
+                # unstack, not x[i]: the gradient of T slices is T full-size StridedSliceGrads summed
+                # (O(T^2) memory traffic); the gradient of one Unpack is one Pack.
+                x = tf.unstack(x)
+            if k.shape[0] is not None and len(x) != k.shape[0]:
+                raise ValueError(f"TaskConv2D: {len(x)} tasks of inputs but {k.shape[0]} of kernels")
+            ys = [tf.nn.conv2d(xi, ki, s, "SAME") for xi, ki in zip(x, tf.unstack(k))]
+            if self.layout == "stacked":
+                y = tf.stack(ys)
+                return y + (tf.reshape(b, [-1, 1, 1, 1, self.filters]) if _per_task(b, 1) else b)
+            bs = tf.unstack(b) if _per_task(b, 1) else [b] * len(x)
+            return [yi + bi for yi, bi in zip(ys, bs)]
+        if isinstance(x, list):
+            return [tf.nn.conv2d(xi, k, s, "SAME") + b for xi in x]
+        t, n = tf.shape(x)[0], tf.shape(x)[1]
+        h, w, c = x.shape[2], x.shape[3], x.shape[4]
+        y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
+        y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
         if _per_task(b, 1):
             b = tf.reshape(b, [-1, 1, 1, 1, self.filters])
         return y + b
@@ -128,9 +167,14 @@ class BatchNormExact(keras.layers.Layer):
         self.beta = self.add_weight(shape=(int(input_shape[-1]),), initializer="zeros", name="beta")
 
     def call(self, x):
-        axes = list(range(1, x.shape.rank - 1))  # batch (and spatial) axes of each task
-        mean, var = _moments(x, axes, self.variant)
-        return _normalize(x, mean, var, read(self.beta), None, self.epsilon)
+        beta = read(self.beta)
+        first = 0 if isinstance(x, list) else 1  # per task: the batch (and spatial) axes of each task
+
+        def norm(xi):
+            mean, var = _moments(xi, _example_axes(xi, first), self.variant)
+            return _normalize(xi, mean, var, beta, None, self.epsilon)
+
+        return _each(norm, x)
 
 
 class LayerNormExact(keras.layers.Layer):
@@ -146,20 +190,28 @@ class LayerNormExact(keras.layers.Layer):
         self.gamma = self.add_weight(shape=(c,), initializer="ones", name="gamma")
 
     def call(self, x):
-        axes = list(range(2, x.shape.rank))
-        if self.variant == "exact":
-            # TF 1.0 nn.moments(shift=None) shifts by stop_gradient(mean); exact, as shown in _moments.
-            shift = tf.stop_gradient(tf.reduce_mean(x, axes, keepdims=True))
-            mean, var = _moments(x, axes, "exact", shift=shift)
-        else:
-            mean, var = _moments(x, axes, "tf2")
-        return _normalize(x, mean, var, read(self.beta), read(self.gamma), self.epsilon)
+        beta, gamma = read(self.beta), read(self.gamma)
+        first = 1 if isinstance(x, list) else 2  # every axis of one example
+
+        def norm(xi):
+            axes = list(range(first, xi.shape.rank))
+            if self.variant == "exact":
+                # TF 1.0 nn.moments(shift=None) shifts by stop_gradient(mean); exact, as shown in _moments.
+                shift = tf.stop_gradient(tf.reduce_mean(xi, axes, keepdims=True))
+                mean, var = _moments(xi, axes, "exact", shift=shift)
+            else:
+                mean, var = _moments(xi, axes, "tf2")
+            return _normalize(xi, mean, var, beta, gamma, self.epsilon)
+
+        return _each(norm, x)
 
 
 class TaskMaxPool(keras.layers.Layer):
     """2x2 VALID max-pool with stride 2 on [T, B, H, W, C]."""
 
     def call(self, x):
+        if isinstance(x, list):
+            return [tf.nn.max_pool2d(xi, 2, 2, "VALID") for xi in x]
         t, n = tf.shape(x)[0], tf.shape(x)[1]
         y = tf.nn.max_pool2d(tf.reshape(x, [-1, x.shape[2], x.shape[3], x.shape[4]]), 2, 2, "VALID")
         return tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
@@ -177,9 +229,11 @@ class ToImage(keras.layers.Layer):
 
 
 class SpatialMean(keras.layers.Layer):
-    """Mean over H and W (the Omniglot conv net's head)."""
+    """Mean over H and W (the Omniglot conv net's head); stacks a list layout into [T, B, C]."""
 
     def call(self, x):
+        if isinstance(x, list):
+            return tf.stack([tf.reduce_mean(xi, [1, 2]) for xi in x])
         return tf.reduce_mean(x, [2, 3])
 
 
@@ -187,9 +241,11 @@ class FlattenFeatures(keras.layers.Layer):
     """[T, B, H, W, C] -> [T, B, H*W*C] in NHWC order (the MiniImagenet conv net's head)."""
 
     def call(self, x):
+        if isinstance(x, list):
+            return tf.stack([tf.reshape(xi, [-1, xi.shape[1] * xi.shape[2] * xi.shape[3]]) for xi in x])
         return tf.reshape(x, tf.concat([tf.shape(x)[:2], [x.shape[2] * x.shape[3] * x.shape[4]]], 0))
 
 
 class ReLU(keras.layers.Layer):
     def call(self, x):
-        return tf.nn.relu(x)
+        return _each(tf.nn.relu, x)

@@ -32,6 +32,7 @@ class NetSpec:
     w5_init: str = "normal"  # conv head: "normal" (omniglot, stddev 1) or "glorot" (miniimagenet)
     norm_variant: str = "exact"  # "exact" or "tf2" (only to reproduce *_normvariants fixtures)
     dtype: str = "float32"
+    task_layout: str = "list"  # conv only: per-task activations as a list or stacked (layers.py); speed only
 
 
 class MetaModel(keras.Model):
@@ -109,7 +110,7 @@ def build_model(spec: NetSpec, seed: int | None = None) -> MetaModel:
         stack.append(L.ToImage(size, spec.channels, name="to_image", dtype=dt))
         for i in range(4):
             conv = L.TaskConv2D(spec.num_filters, 1 if spec.max_pool else 2, kernel_name=f"conv{i + 1}",
-                                bias_name=f"b{i + 1}", name=f"conv{i + 1}", dtype=dt)
+                                bias_name=f"b{i + 1}", layout=spec.task_layout, name=f"conv{i + 1}", dtype=dt)
             stack.append(conv)
             names.append((conv, [(f"model/conv{i + 1}", True), (_unnamed(i), True)]))
             norm = _norm_layer(spec, str(i))
