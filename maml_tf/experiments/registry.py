@@ -93,13 +93,26 @@ RL_EVAL_HORIZON = {"point": 100}  # the evaluation protocol's H (200 for the loc
 
 # Rough cost on the 2-core development CPU, for `list` (seconds per iteration), all measured with our
 # entry points: sinusoid and point (lightly / heavily loaded machine); the image rates are maml_tf.main's
-# meta-iterations/s on a quiet machine (Omniglot 5-way ~9.5-11, 20-way ~1.7; bench/README.md, issue 19) and
-# the step's for MiniImagenet (0.93) and first order (20.2 vs 11.65); the locomotion rates are one full-size
+# meta-iterations/s on a quiet machine (Omniglot conv 5-way 1-shot ~9.5-11, 20-way ~1.7; fully connected
+# 5-way 1-shot 60,000 iterations in 1 h 38 min, ~10 it/s; bench/README.md, issue 19) and the step's for
+# MiniImagenet (0.93) and first order (20.2 vs 11.65); the locomotion rates are one full-size
 # meta-iteration beside another training run (bench/bench_rl_iteration.py: cheetah ~41 s, ant ~194 s) and a
 # TRPO baseline's iteration (20,000 timesteps: cheetah ~3.2 s; ant scaled by its sampling rate).
-RATE = {"sinusoid_it": 1 / 90, "omniglot5_it": 1 / 9.5, "omniglot20_it": 1 / 1.7, "mini_it": 1 / 0.93,
-        "first_order_factor": 11.65 / 20.2, "point_itr": 20, "loco_itr": 41, "ant_itr": 194,
+# Not measured, scaled by the images per task: conv K-shot = K x the 1-shot time (the convolutions dominate);
+# fully connected 20-way = 4 x 5-way. K-shot fully connected stays at the 1-shot rate (5-shot measured
+# 10-12 it/s: that net's step is bound by per-op cost, not by its matmuls).
+RATE = {"sinusoid_it": 1 / 90, "omniglot5_it": 1 / 9.5, "omniglot20_it": 1 / 1.7, "omniglot_fc5_it": 1 / 10,
+        "mini_it": 1 / 0.93, "first_order_factor": 11.65 / 20.2, "point_itr": 20, "loco_itr": 41, "ant_itr": 194,
         "loco_trpo_itr": 3.2, "ant_trpo_itr": 10}
+
+
+def image_seconds_per_iteration(source: str, ways: int, shots: int, net: str) -> float:
+    """RATE's rough seconds per meta-iteration of an image experiment (second order)."""
+    if source == "miniimagenet":
+        return RATE["mini_it"] * shots
+    if net == "fc":
+        return RATE["omniglot_fc5_it"] * ways / 5
+    return RATE[f"omniglot{ways}_it"] * shots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +232,7 @@ def _images() -> list[Experiment]:
                 pretty = "Omniglot" if source == "omniglot" else "MiniImagenet"
                 title = (f"{pretty} {n}-way {k}-shot, {'conv' if net == 'conv' else 'fully connected'} net, "
                          f"{order}-order MAML")
-                rate = RATE["mini_it"] if source == "miniimagenet" else RATE[f"omniglot{n}_it"]
+                rate = image_seconds_per_iteration(source, n, k, net)
                 cost = flags["metatrain_iterations"] * rate * (RATE["first_order_factor"] if order == "first" else 1) + 600
                 out.append(Experiment(name, title, "Table 1" if (source, n, k, net, order) in TABLE1 else
                                       "Table 1 setting (no paper number)", "table1", "supervised", source, cost,
