@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from maml_tf.config import Config
+from maml_tf.errors import MamlError
 from maml_tf.learner import build
 from maml_tf.meta.adam import TF1Adam
 
@@ -46,29 +48,33 @@ def _image_batch(cfg: Config, seed: int) -> tuple:
     return x(), y(), x(), y()
 
 
-def test_task_layouts_compute_the_same_meta_gradients():
+@pytest.mark.parametrize("extra,stop_grad", [
+    (dict(norm="batch_norm"), False),
+    pytest.param(dict(norm="layer_norm", max_pool=True), False, marks=pytest.mark.slow),
+    pytest.param(dict(norm="batch_norm"), True, marks=pytest.mark.slow),
+    pytest.param(dict(norm="layer_norm", max_pool=True), True, marks=pytest.mark.slow),
+])
+def test_task_layouts_compute_the_same_meta_gradients(extra, stop_grad):
     """--task_layout list (per-task tensors between convolutions) and stacked: same numbers in float64,
-    second and first order, with batch norm and strided convs (Omniglot) and with layer norm and max-pool."""
-    import pytest
+    second order with batch norm and strided convs (Omniglot); the slow set adds layer norm with max-pool
+    and first order."""
+    base = Config(datasource="omniglot", num_classes=3, update_batch_size=1, meta_batch_size=2,
+                  num_filters=4, num_updates=2, update_lr=0.4, stop_grad=stop_grad, **extra)
+    batch = _image_batch(base, 5)
+    results = {}
+    for layout in ("list", "stacked"):
+        learner = build(base.replace(task_layout=layout), dtype="float64")
+        assert {layer.layout for layer in learner.model.stack if hasattr(layer, "layout")} == {layout}
+        grads, out = learner.meta_gradients(batch)
+        results[layout] = ([g.numpy() for g in grads], out["outputbs"].numpy())
+    (g_list, o_list), (g_stacked, o_stacked) = results["list"], results["stacked"]
+    np.testing.assert_allclose(o_list, o_stacked, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g_list, g_stacked):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert any(np.abs(g).max() > 1e-6 for g in g_list)
 
-    for extra in (dict(norm="batch_norm"), dict(norm="layer_norm", max_pool=True)):
-        for stop_grad in (False, True):
-            base = Config(datasource="omniglot", num_classes=3, update_batch_size=1, meta_batch_size=2,
-                          num_filters=4, num_updates=2, update_lr=0.4, stop_grad=stop_grad, **extra)
-            batch = _image_batch(base, 5)
-            results = {}
-            for layout in ("list", "stacked"):
-                learner = build(base.replace(task_layout=layout), dtype="float64")
-                assert {layer.layout for layer in learner.model.stack if hasattr(layer, "layout")} == {layout}
-                grads, out = learner.meta_gradients(batch)
-                results[layout] = ([g.numpy() for g in grads], out["outputbs"].numpy())
-            (g_list, o_list), (g_stacked, o_stacked) = results["list"], results["stacked"]
-            np.testing.assert_allclose(o_list, o_stacked, rtol=1e-12, atol=1e-12)
-            for a, b in zip(g_list, g_stacked):
-                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-            assert any(np.abs(g).max() > 1e-6 for g in g_list)
-    from maml_tf.errors import MamlError
 
+def test_task_layout_flag_is_checked():
     with pytest.raises(MamlError, match="--task_layout='columns': expected one of auto, list, stacked"):
         Config(datasource="omniglot").replace(task_layout="columns")
 
