@@ -29,7 +29,7 @@ flags.DEFINE_string("json", None, "write the report as JSON to this file")
 flags.DEFINE_list("files", ["primary", "firstorder", "normvariants", "float64"],
                   "which fixture files to check (primary, firstorder, normvariants, float64)")
 flags.DEFINE_bool("quiet", False, "print only failures and the summary")
-flags.DEFINE_enum("task_layout", "auto", ["auto", "list", "stacked"],
+flags.DEFINE_enum("layout", "auto", ["auto", "list", "stacked"],
                   "conv nets' per-task activation layout to check (maml_tf.main's --task_layout)")
 
 FORWARD_RTOL = 1e-5
@@ -297,7 +297,7 @@ def main(argv) -> None:
     try:
         for path in argv[1:]:
             dump = os.path.join(FLAGS.dump, os.path.basename(path)[:-5]) if FLAGS.dump and len(argv) > 2 else FLAGS.dump
-            chk = check(path, which, dump, task_layout=FLAGS.task_layout)
+            chk = check(path, which, dump, task_layout=FLAGS.layout)
             print(format_table(chk, FLAGS.quiet), flush=True)
             failed += sum(not r.ok for r in chk.rows)
             report.append({"fixture": path, "case": chk.case,
