@@ -11,7 +11,8 @@ import os
 import ast
 import functools
 
-from maml_tf.experiments.registry import EXPERIMENTS, RL_ENVS, RL_METHODS, SINUSOID_PAPER, TABLE1, Experiment
+from maml_tf.experiments.registry import (EXPERIMENTS, PAPER_EVAL_STEPS, RL_ENVS, RL_METHODS, SINUSOID_PAPER,
+                                         TABLE1, Experiment)
 from maml_tf.files import atomic_write_text
 
 NOT_RUN = "not run"
@@ -69,14 +70,24 @@ def table1(records: dict[str, dict]) -> list[str]:
         rec = records.get(exp.name)
         status = _status(rec)
         if status is None:
-            r = rec["results"][0]
-            last = len(r["means"]) - 1
-            ours = f"{_pm(r['means'][last], r['ci95'][last], 100)} ({last} steps)"
+            ours = _table1_cell(rec["results"][0], PAPER_EVAL_STEPS.get((s["source"], s["ways"])))
         else:
             ours = status
         rows.append([exp.title, exp.name, "" if paper is None else f"{paper[0]} ± {paper[1]}", ours]
                     + _meta_cells(rec))
     return _table(["setting", "experiment", "paper (%)", "ours (%, 95% interval)"] + META, rows)
+
+
+def _table1_cell(r: dict, paper_steps: int | None) -> str:
+    """The last step's accuracy, then after 1 step and after the paper's evaluation steps (appendix A.1)."""
+    last = len(r["means"]) - 1
+    cell = f"{_pm(r['means'][last], r['ci95'][last], 100)} ({last} steps)"
+    others = []
+    for k in sorted({1, paper_steps or 1}):
+        if 0 < k < last:
+            what = " (the paper's evaluation)" if k == paper_steps else ""
+            others.append(f"{k} step{'s' if k > 1 else ''}{what}: {_pm(r['means'][k], r['ci95'][k], 100)}")
+    return cell + ("; " + "; ".join(others) if others else "")
 
 
 def sinusoid_table(records: dict[str, dict]) -> list[str]:
