@@ -31,11 +31,6 @@ def _each(fn, x):
     return [fn(xi) for xi in x] if isinstance(x, list) else fn(x)
 
 
-def _example_axes(x: tf.Tensor, first: int) -> list[int]:
-    """The batch-and-spatial axes of x without its channel axis, starting at `first` (0 per task, 1 stacked)."""
-    return list(range(first, x.shape.rank - 1))
-
-
 class TaskDense(keras.layers.Layer):
     """y = x @ W + b, with W, b shared or per task."""
 
@@ -102,17 +97,17 @@ class TaskConv2D(keras.layers.Layer):
             if k.shape[0] is not None and len(x) != k.shape[0]:
                 raise ValueError(f"TaskConv2D: {len(x)} tasks of inputs but {k.shape[0]} of kernels")
             ys = [tf.nn.conv2d(xi, ki, s, "SAME") for xi, ki in zip(x, tf.unstack(k))]
-            if self.layout == "stacked":
-                y = tf.stack(ys)
-                return y + (tf.reshape(b, [-1, 1, 1, 1, self.filters]) if _per_task(b, 1) else b)
-            bs = tf.unstack(b) if _per_task(b, 1) else [b] * len(x)
-            return [yi + bi for yi, bi in zip(ys, bs)]
-        if isinstance(x, list):
+            if self.layout == "list":
+                bs = tf.unstack(b) if _per_task(b, 1) else [b] * len(x)
+                return [yi + bi for yi, bi in zip(ys, bs)]
+            y = tf.stack(ys)
+        elif isinstance(x, list):
             return [tf.nn.conv2d(xi, k, s, "SAME") + b for xi in x]
-        t, n = tf.shape(x)[0], tf.shape(x)[1]
-        h, w, c = x.shape[2], x.shape[3], x.shape[4]
-        y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
-        y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
+        else:
+            t, n = tf.shape(x)[0], tf.shape(x)[1]
+            h, w, c = x.shape[2], x.shape[3], x.shape[4]
+            y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
+            y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
         if _per_task(b, 1):
             b = tf.reshape(b, [-1, 1, 1, 1, self.filters])
         return y + b
@@ -171,7 +166,7 @@ class BatchNormExact(keras.layers.Layer):
         first = 0 if isinstance(x, list) else 1  # per task: the batch (and spatial) axes of each task
 
         def norm(xi):
-            mean, var = _moments(xi, _example_axes(xi, first), self.variant)
+            mean, var = _moments(xi, list(range(first, xi.shape.rank - 1)), self.variant)
             return _normalize(xi, mean, var, beta, None, self.epsilon)
 
         return _each(norm, x)
