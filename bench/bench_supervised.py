@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import original  # noqa: E402 - same folder
@@ -53,6 +54,9 @@ WORKLOADS = {
     "omniglot5_fo": Workload("Omniglot 5-way 1-shot, mb 32, 1 step, FO",
                              dict(datasource="omniglot", num_classes=5, meta_batch_size=32, update_batch_size=1,
                                   update_lr=0.4, num_updates=1, stop_grad=True), False),
+    "omniglot5_5shot": Workload("Omniglot 5-way 5-shot, mb 32, 1 step, SO (refbench has no 5-shot configuration)",
+                                dict(datasource="omniglot", num_classes=5, meta_batch_size=32, update_batch_size=5,
+                                     update_lr=0.4, num_updates=1), True),
     "omniglot20": Workload("Omniglot 20-way 1-shot, mb 16, 5 steps, SO",
                            dict(datasource="omniglot", num_classes=20, meta_batch_size=16, update_batch_size=1,
                                 update_lr=0.1, num_updates=5), True),
@@ -60,6 +64,8 @@ WORKLOADS = {
                              dict(datasource="miniimagenet", num_classes=5, meta_batch_size=4, update_batch_size=1,
                                   update_lr=0.01, num_updates=5, num_filters=32, max_pool=True), True),
 }
+# the issue-8 workloads (the original has a configuration for each); the rest on request
+DEFAULT_WORKLOADS = ("sinusoid", "omniglot5", "omniglot5_fo", "omniglot20", "miniimagenet")
 
 
 # --- child: one workload in this process -------------------------------------------------------
@@ -130,12 +136,25 @@ def peak_memory_mb(tf) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS"
 
 
-def _setting(text: str) -> tuple[str, bool]:
-    """'NAME' or 'NAME=true/false' (a boolean Config flag) -> (NAME, value)."""
-    name, _, value = text.partition("=")
-    if value.lower() not in ("", "1", "true", "0", "false"):
-        raise SystemExit(f"--set/--ab {text!r}: only boolean Config flags (NAME or NAME=true/false)")
-    return name, value.lower() in ("", "1", "true")
+def _setting(text: str) -> tuple[str, Any]:
+    """'NAME' (a boolean Config flag, set true) or 'NAME=VALUE' (any Config flag, VALUE read as its type)."""
+    from maml_tf.config import Config
+
+    name, sep, value = text.partition("=")
+    field = {f.name: f for f in dataclasses.fields(Config)}.get(name)
+    if field is None:
+        raise SystemExit(f"--set/--ab {text!r}: maml_tf has no Config flag {name!r}")
+    kind = type(field.default)
+    if kind is bool:
+        if value.lower() not in ("", "1", "true", "0", "false"):
+            raise SystemExit(f"--set/--ab {text!r}: {name} is boolean (NAME or NAME=true/false)")
+        return name, value.lower() in ("", "1", "true")
+    if not sep:
+        raise SystemExit(f"--set/--ab {text!r}: {name} needs a value (NAME=VALUE)")
+    try:
+        return name, kind(value)
+    except ValueError:
+        raise SystemExit(f"--set/--ab {text!r}: {name} takes a value of type {kind.__name__}") from None
 
 
 def run_child(args) -> dict:
@@ -284,7 +303,7 @@ def run(args) -> list[dict]:
                 if error is not None:
                     break
                 ab.append(r)
-            if compare:  # the same seconds of timing as ours, right after it
+            if compare and name in original.REFBENCH_NAME:  # the same seconds of timing as ours, right after it
                 for pools in original.POOLS:
                     originals[pools].append(original.time_original(name, args.seconds * args.repeats, pools,
                                                                    timeout=args.timeout))
@@ -330,7 +349,8 @@ def format_row(r: dict) -> str:
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: " + ", ".join(WORKLOADS))
+    p.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
+                   help=f"comma-separated: {', '.join(WORKLOADS)} (default: {', '.join(DEFAULT_WORKLOADS)})")
     p.add_argument("--jit", action="store_true", default=None, help="XLA-compile the step (jit_compile=True)")
     p.add_argument("--nojit", dest="jit", action="store_false", help="no XLA (the default)")
     p.add_argument("--mode", default="train", choices=["train", "forward"],
@@ -347,11 +367,12 @@ def parse(argv=None):
                    help="rounds of (ours, original at TF's pools, original at 1/2) per workload; medians reported")
     p.add_argument("--no_original", dest="original", action="store_false",
                    help="do not time the original code (../shared/refbench)")
-    p.add_argument("--set", action="append", default=[], metavar="FLAG[=true|false]",
-                   help="a boolean maml_tf Config flag for our step (repeatable), e.g. --set fast_norm_grad")
-    p.add_argument("--ab", default=None, metavar="FLAG[=true|false]",
-                   help="A/B: each round also times our step with this boolean Config flag set, right after "
-                        "the plain one; prints the same-round ratios (e.g. --ab fast_norm_grad)")
+    p.add_argument("--set", action="append", default=[], metavar="FLAG[=VALUE]",
+                   help="a maml_tf Config flag for our step (repeatable; a bare name sets a boolean true), "
+                        "e.g. --set fused_moments_grad, --set task_layout=stacked")
+    p.add_argument("--ab", default=None, metavar="FLAG[=VALUE]",
+                   help="A/B: each round also times our step with this Config flag set, right after the plain "
+                        "one; prints the same-round ratios (e.g. --ab fused_moments_grad, --ab task_layout=stacked)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per workload")
     p.add_argument("--json", nargs="?", const="-", default=None, help="write results as JSON (to FILE, or stdout)")
     p.add_argument("--quiet", action="store_true")

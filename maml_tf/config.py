@@ -94,6 +94,11 @@ class Config:
         "tensor (fewer, larger ops); auto = list on a CPU where ops run concurrently, stacked where they run "
         "one at a time (MiniImagenet's auto pools) or on a GPU. Speed only: the same numbers up to float32 "
         "rounding", addition=True, resumable=True, choices=TASK_LAYOUTS)
+    fused_moments_grad: bool = setting(
+        False, "batch/layer norm: one hand-written gradient for the moments' two sums (sum x, sum x^2) instead "
+        "of autodiff's full-size broadcasts of each (Tile); the same values and exact second derivatives, float32 "
+        "additions grouped differently (golden parity holds except the rounding-chaotic Adam replays; "
+        "bench/README.md). Speed only", addition=True, resumable=True)
     save_interval: int = setting(1000, "checkpoint every N iterations (reference: 1000)", addition=True,
                                  resumable=True)
     print_interval: int = setting(0, "print every N iterations (0: reference's 1000 sinusoid / 100 images)",

@@ -22,14 +22,15 @@ def net_spec(cfg: Config, dtype: str = "float32") -> NetSpec:
     """The reference architecture for these flags (maml.py's construct_*_weights / forward_*)."""
     if cfg.datasource == "sinusoid":
         return NetSpec("fc", cfg.dim_input, cfg.dim_output, norm=cfg.norm, hidden=(40, 40),
-                       norm_variant=cfg.norm_variant, dtype=dtype)
+                       norm_variant=cfg.norm_variant, fused_moments_grad=cfg.fused_moments_grad, dtype=dtype)
     if not cfg.conv:
         return NetSpec("fc", cfg.dim_input, cfg.dim_output, norm=cfg.norm, hidden=(256, 128, 64, 64),
-                       norm_variant=cfg.norm_variant, dtype=dtype)
+                       norm_variant=cfg.norm_variant, fused_moments_grad=cfg.fused_moments_grad, dtype=dtype)
     mini = cfg.datasource == "miniimagenet"
     return NetSpec("conv", cfg.dim_input, cfg.dim_output, norm=cfg.norm, num_filters=cfg.num_filters,
                    channels=3 if mini else 1, max_pool=cfg.max_pool, w5_init="glorot" if mini else "normal",
-                   norm_variant=cfg.norm_variant, dtype=dtype, task_layout=task_layout(cfg))
+                   norm_variant=cfg.norm_variant, fused_moments_grad=cfg.fused_moments_grad, dtype=dtype,
+                   task_layout=task_layout(cfg))
 
 
 def task_layout(cfg: Config) -> str:

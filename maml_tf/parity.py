@@ -31,6 +31,8 @@ flags.DEFINE_list("files", ["primary", "firstorder", "normvariants", "float64"],
 flags.DEFINE_bool("quiet", False, "print only failures and the summary")
 flags.DEFINE_enum("layout", "auto", ["auto", "list", "stacked"],
                   "conv nets' per-task activation layout to check (maml_tf.main's --task_layout)")
+flags.DEFINE_bool("fused_moments_grad", False, "check the norm layers' hand-written moments gradient "
+                  "(maml_tf.main's --fused_moments_grad)")
 
 FORWARD_RTOL = 1e-5
 FLOAT64_RTOL = 1e-9
@@ -171,14 +173,15 @@ class Checker:
                          "after 3 steps vs numpy TF1 Adam on our gradients: 1e-6 abs", "abs")
 
 
-def check(path: str, which: list[str], dump: str | None = None, log=print, task_layout: str = "auto") -> Checker:
+def check(path: str, which: list[str], dump: str | None = None, log=print, task_layout: str = "auto",
+          fused_moments_grad: bool = False) -> Checker:
     fx = golden.load(path)
     chk = Checker(fx)
     base = fx.files.get("")
     if base is None:
         raise MamlError(f"fixture {path}: the primary npz is missing")
     meta = fx.meta
-    cfg = fx.config(logdir="/tmp/unused").replace(task_layout=task_layout)
+    cfg = fx.config(logdir="/tmp/unused").replace(task_layout=task_layout, fused_moments_grad=fused_moments_grad)
     # The fixture harness constructs MAML(test_num_updates=...) itself; use its value, not main.py's.
     test_num_updates = int(meta["test_num_updates"])
     recorded = meta.get("num_post_update_steps_recorded")
@@ -297,7 +300,7 @@ def main(argv) -> None:
     try:
         for path in argv[1:]:
             dump = os.path.join(FLAGS.dump, os.path.basename(path)[:-5]) if FLAGS.dump and len(argv) > 2 else FLAGS.dump
-            chk = check(path, which, dump, task_layout=FLAGS.layout)
+            chk = check(path, which, dump, task_layout=FLAGS.layout, fused_moments_grad=FLAGS.fused_moments_grad)
             print(format_table(chk, FLAGS.quiet), flush=True)
             failed += sum(not r.ok for r in chk.rows)
             report.append({"fixture": path, "case": chk.case,

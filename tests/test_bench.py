@@ -220,3 +220,16 @@ def test_bench_main_runs_the_registry_training_flags():
         assert (flags["logdir"], flags["data_dir"]) == ("/logs", "/data")
         registry = {k: v for k, v in EXPERIMENTS[exp].train_flags.items() if k != "metatrain_iterations"}
         assert Config(**registry) == Config(**bm.bs.WORKLOADS[workload].flags)
+
+
+def test_bench_supervised_settings_take_any_config_flag_by_its_type():
+    bs = _bench_module("bench_supervised")
+    assert bs._setting("fused_moments_grad") == ("fused_moments_grad", True)
+    assert bs._setting("stop_grad=false") == ("stop_grad", False)
+    assert bs._setting("task_layout=stacked") == ("task_layout", "stacked")
+    assert bs._setting("meta_batch_size=8") == ("meta_batch_size", 8)
+    for bad, why in (("no_such_flag", "no Config flag"), ("task_layout", "needs a value"),
+                     ("meta_batch_size=many", "of type int"), ("stop_grad=maybe", "is boolean")):
+        with pytest.raises(SystemExit, match=why):
+            bs._setting(bad)
+    assert set(bs.DEFAULT_WORKLOADS) < set(bs.WORKLOADS) and "omniglot5_5shot" not in bs.DEFAULT_WORKLOADS

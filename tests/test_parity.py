@@ -89,6 +89,21 @@ def test_golden_parity_case_C_omniglot_conv_batch_norm(golden_dir, variants):
     assert {r.file.split(" ")[0] for r in chk.rows} == {f"case_C{suffix[v]}.npz" for v in variants}
 
 
+@pytest.mark.slow
+def test_golden_parity_case_C_with_the_fused_moments_gradient(golden_dir):
+    """--fused_moments_grad groups float32 additions differently: the float64 rebuild at 1e-9 and the
+    float32 outputs, losses, accuracies and meta-gradients must hold; the Adam-step trajectories
+    (after1/after3 and their replay) are rounding-chaotic by construction, so issue 14's policy lets
+    them go (they are still reported by `python -m maml_tf.parity --fused_moments_grad`)."""
+    chk = parity.check(str(golden_dir / "case_C.json"), ["primary", "firstorder", "float64"],
+                       fused_moments_grad=True)
+    chaotic = lambda r: r.key.startswith(("after1__", "after3__"))  # noqa: E731
+    bad = [r for r in chk.rows if not r.ok and not chaotic(r)]
+    assert not bad, parity.format_table(chk, quiet=True)
+    checked = {r.key.split("__")[0] for r in chk.rows if not chaotic(r)}
+    assert {"outputbs", "metagrad", "secondorder", "firstorder"} <= checked, checked
+
+
 def _shared_cases() -> list[str]:
     """The cases of ../shared/golden at collection time (A, B, C, E there; held-out ones if added)."""
     from conftest import SHARED

@@ -113,13 +113,36 @@ class TaskConv2D(keras.layers.Layer):
         return y + b
 
 
-def _moments(x: tf.Tensor, axes: list[int], variant: str, shift: tf.Tensor | None = None):
+def _sums_fused_grad(x: tf.Tensor, axes: list[int]):
+    """sum(x) and sum(x^2) over `axes` (keepdims), with one hand-written gradient for the pair.
+
+    Autodiff of the two reductions materialises each incoming gradient at x's full size (a Tile per
+    reduction, since the shapes are static) before multiplying and adding them; here the backward is
+    the single broadcasting expression g1 + x * (2 g2), in differentiable ops, so an outer tape
+    differentiates it exactly (second order stays exact). The products are the same float32 products
+    as autodiff's (a factor 2 is exact); only how the terms are grouped before they are added differs.
+    """
+
+    @tf.custom_gradient
+    def sums(x):
+        def grad(g1, g2):
+            return g1 + x * (2.0 * g2)
+
+        return (tf.reduce_sum(x, axes, keepdims=True), tf.reduce_sum(tf.square(x), axes, keepdims=True)), grad
+
+    return sums(x)
+
+
+def _moments(x: tf.Tensor, axes: list[int], variant: str, shift: tf.Tensor | None = None,
+             fused_grad: bool = False):
     """Mean and variance with exact second derivatives.
 
     "exact": var = E[(x-s)^2] - E[x-s]^2 (TF 1.0 sufficient statistics; exact for any constant s,
     so its autodiff gives the exact Hessian). "tf2": var = mean((x - stop_gradient(mean))^2), what
     tf.nn.moments / Keras BatchNormalization do: right value and first derivative, but a dropped
     second-derivative term (golden README, quirk 5). Kept only to reproduce *_normvariants fixtures.
+    fused_grad: the two sums of "exact" get one hand-written gradient (`_sums_fused_grad`): the same
+    values and derivatives, fewer full-size passes, float32 rounding grouped differently.
     """
     if variant == "tf2":
         mean = tf.reduce_mean(x, axes, keepdims=True)
@@ -133,8 +156,12 @@ def _moments(x: tf.Tensor, axes: list[int], variant: str, shift: tf.Tensor | Non
     else:  # sizes known only at run time (e.g. a SavedModel's free batch size): the same divisor
         divisor = tf.math.reciprocal(tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype))
     xs = x if shift is None else x - shift
-    shifted_mean = tf.reduce_sum(xs, axes, keepdims=True) * divisor
-    var = tf.reduce_sum(tf.square(xs), axes, keepdims=True) * divisor - tf.square(shifted_mean)
+    if fused_grad:
+        sum_x, sum_sq = _sums_fused_grad(xs, axes)
+    else:
+        sum_x, sum_sq = tf.reduce_sum(xs, axes, keepdims=True), tf.reduce_sum(tf.square(xs), axes, keepdims=True)
+    shifted_mean = sum_x * divisor
+    var = sum_sq * divisor - tf.square(shifted_mean)
     mean = shifted_mean if shift is None else shifted_mean + shift
     return mean, var
 
@@ -154,9 +181,9 @@ class BatchNormExact(keras.layers.Layer):
     averages, so none are kept. Beta is meta-learned but not adapted in the inner loop.
     """
 
-    def __init__(self, variant: str = "exact", epsilon: float = 1e-3, **kwargs):
+    def __init__(self, variant: str = "exact", epsilon: float = 1e-3, fused_grad: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.variant, self.epsilon = variant, epsilon
+        self.variant, self.epsilon, self.fused_grad = variant, epsilon, fused_grad
 
     def build(self, input_shape):
         self.beta = self.add_weight(shape=(int(input_shape[-1]),), initializer="zeros", name="beta")
@@ -166,7 +193,7 @@ class BatchNormExact(keras.layers.Layer):
         first = 0 if isinstance(x, list) else 1  # per task: the batch (and spatial) axes of each task
 
         def norm(xi):
-            mean, var = _moments(xi, list(range(first, xi.shape.rank - 1)), self.variant)
+            mean, var = _moments(xi, list(range(first, xi.shape.rank - 1)), self.variant, fused_grad=self.fused_grad)
             return _normalize(xi, mean, var, beta, None, self.epsilon)
 
         return _each(norm, x)
@@ -175,9 +202,9 @@ class BatchNormExact(keras.layers.Layer):
 class LayerNormExact(keras.layers.Layer):
     """Layer norm per example over all its axes, beta and gamma, eps 1e-12 (contrib layer_norm, TF 1.0)."""
 
-    def __init__(self, variant: str = "exact", epsilon: float = 1e-12, **kwargs):
+    def __init__(self, variant: str = "exact", epsilon: float = 1e-12, fused_grad: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.variant, self.epsilon = variant, epsilon
+        self.variant, self.epsilon, self.fused_grad = variant, epsilon, fused_grad
 
     def build(self, input_shape):
         c = int(input_shape[-1])
@@ -193,7 +220,7 @@ class LayerNormExact(keras.layers.Layer):
             if self.variant == "exact":
                 # TF 1.0 nn.moments(shift=None) shifts by stop_gradient(mean); exact, as shown in _moments.
                 shift = tf.stop_gradient(tf.reduce_mean(xi, axes, keepdims=True))
-                mean, var = _moments(xi, axes, "exact", shift=shift)
+                mean, var = _moments(xi, axes, "exact", shift=shift, fused_grad=self.fused_grad)
             else:
                 mean, var = _moments(xi, axes, "tf2")
             return _normalize(xi, mean, var, beta, gamma, self.epsilon)

@@ -33,6 +33,7 @@ class NetSpec:
     norm_variant: str = "exact"  # "exact" or "tf2" (only to reproduce *_normvariants fixtures)
     dtype: str = "float32"
     task_layout: str = "list"  # conv only: per-task activations as a list or stacked (layers.py); speed only
+    fused_moments_grad: bool = False  # norm layers: one hand-written gradient for the moments' sums; speed only
 
 
 class MetaModel(keras.Model):
@@ -60,9 +61,11 @@ class MetaModel(keras.Model):
 
 def _norm_layer(spec: NetSpec, scope: str):
     if spec.norm == "batch_norm":
-        return L.BatchNormExact(variant=spec.norm_variant, name=f"norm_{scope}", dtype=spec.dtype)
+        return L.BatchNormExact(variant=spec.norm_variant, fused_grad=spec.fused_moments_grad, name=f"norm_{scope}",
+                                dtype=spec.dtype)
     if spec.norm == "layer_norm":
-        return L.LayerNormExact(variant=spec.norm_variant, name=f"norm_{scope}", dtype=spec.dtype)
+        return L.LayerNormExact(variant=spec.norm_variant, fused_grad=spec.fused_moments_grad, name=f"norm_{scope}",
+                                dtype=spec.dtype)
     return None
 
 
