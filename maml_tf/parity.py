@@ -31,8 +31,8 @@ flags.DEFINE_list("files", ["primary", "firstorder", "normvariants", "float64"],
 flags.DEFINE_bool("quiet", False, "print only failures and the summary")
 flags.DEFINE_enum("layout", "auto", ["auto", "list", "stacked"],
                   "conv nets' per-task activation layout to check (maml_tf.main's --task_layout)")
-flags.DEFINE_bool("fused_moments_grad", False, "check the norm layers' hand-written moments gradient "
-                  "(maml_tf.main's --fused_moments_grad)")
+flags.DEFINE_bool("fused_moments", False, "check the norm layers' hand-written moments gradient "
+                  "(maml_tf.main's --fused_moments_grad; named apart from it: both modules load in one process)")
 
 FORWARD_RTOL = 1e-5
 FLOAT64_RTOL = 1e-9
@@ -300,7 +300,7 @@ def main(argv) -> None:
     try:
         for path in argv[1:]:
             dump = os.path.join(FLAGS.dump, os.path.basename(path)[:-5]) if FLAGS.dump and len(argv) > 2 else FLAGS.dump
-            chk = check(path, which, dump, task_layout=FLAGS.layout, fused_moments_grad=FLAGS.fused_moments_grad)
+            chk = check(path, which, dump, task_layout=FLAGS.layout, fused_moments_grad=FLAGS.fused_moments)
             print(format_table(chk, FLAGS.quiet), flush=True)
             failed += sum(not r.ok for r in chk.rows)
             report.append({"fixture": path, "case": chk.case,

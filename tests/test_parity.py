@@ -94,7 +94,7 @@ def test_golden_parity_case_C_with_the_fused_moments_gradient(golden_dir):
     """--fused_moments_grad groups float32 additions differently: the float64 rebuild at 1e-9 and the
     float32 outputs, losses, accuracies and meta-gradients must hold; the Adam-step trajectories
     (after1/after3 and their replay) are rounding-chaotic by construction, so issue 14's policy lets
-    them go (they are still reported by `python -m maml_tf.parity --fused_moments_grad`)."""
+    them go (they are still reported by `python -m maml_tf.parity --fused_moments`)."""
     chk = parity.check(str(golden_dir / "case_C.json"), ["primary", "firstorder", "float64"],
                        fused_moments_grad=True)
     chaotic = lambda r: r.key.startswith(("after1__", "after3__"))  # noqa: E731
