@@ -98,7 +98,7 @@ class Config:
         False, "batch/layer norm: one hand-written gradient for the moments' two sums (sum x, sum x^2) instead "
         "of autodiff's full-size broadcasts of each (Tile); the same values and exact second derivatives, float32 "
         "additions grouped differently (golden parity holds except the rounding-chaotic Adam replays; "
-        "bench/README.md). Speed only", addition=True, resumable=True)
+        "bench/README.md). Memory (12-23% lower peak here) and speed only", addition=True, resumable=True)
     save_interval: int = setting(1000, "checkpoint every N iterations (reference: 1000)", addition=True,
                                  resumable=True)
     print_interval: int = setting(0, "print every N iterations (0: reference's 1000 sinusoid / 100 images)",

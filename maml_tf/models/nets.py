@@ -33,7 +33,7 @@ class NetSpec:
     norm_variant: str = "exact"  # "exact" or "tf2" (only to reproduce *_normvariants fixtures)
     dtype: str = "float32"
     task_layout: str = "list"  # conv only: per-task activations as a list or stacked (layers.py); speed only
-    fused_moments_grad: bool = False  # norm layers: one hand-written gradient for the moments' sums; speed only
+    fused_moments_grad: bool = False  # norm layers: one hand-written gradient for the moments' sums; memory/speed only
 
 
 class MetaModel(keras.Model):
