@@ -20,7 +20,7 @@ NORMS = ("batch_norm", "layer_norm", "None")
 BASELINES = (None, "oracle")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
 THREAD_POOLS = ("auto", "tf")
-TASK_LAYOUTS = ("auto", "list", "stacked")
+TASK_LAYOUTS = ("auto", "list", "stacked", "chunked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +91,14 @@ class Config:
     task_layout: str = setting(
         "auto", "conv nets: how the per-task activations between convolutions are held: list = one tensor per "
         "task (the tasks' ops run side by side; 1.1-1.3x faster on Omniglot here), stacked = one [tasks, ...] "
-        "tensor (fewer, larger ops); auto = list on a CPU where ops run concurrently, stacked where they run "
-        "one at a time (MiniImagenet's auto pools) or on a GPU. Speed only: the same numbers up to float32 "
-        "rounding", addition=True, resumable=True, choices=TASK_LAYOUTS)
+        "tensor (fewer, larger ops), chunked = a few stacked groups of tasks (--task_chunks; 18-26% less peak "
+        "memory than list here, speed within noise of it); auto = list on a CPU where ops run concurrently, "
+        "stacked where they run one at a time (MiniImagenet's auto pools) or on a GPU. Speed and memory only: "
+        "the same numbers up to float32 rounding", addition=True, resumable=True, choices=TASK_LAYOUTS)
+    task_chunks: int = setting(
+        0, "--task_layout=chunked: groups of tasks between the convolutions (0: auto = 4 per op the thread "
+        "pools run at once, 8 on 2 cores; fewer chunks hold less memory, bench/README.md)", addition=True,
+        resumable=True)
     fused_moments_grad: bool = setting(
         False, "batch/layer norm: one hand-written gradient for the moments' two sums (sum x, sum x^2) instead "
         "of autodiff's full-size broadcasts of each (Tile); the same values and exact second derivatives, float32 "
@@ -174,6 +179,8 @@ class Config:
             bad("thread_pools", f"expected one of {', '.join(THREAD_POOLS)}")
         if self.task_layout not in TASK_LAYOUTS:
             bad("task_layout", f"expected one of {', '.join(TASK_LAYOUTS)}")
+        if self.task_chunks < 0:
+            bad("task_chunks", "must be >= 0 (0: auto)")
         if self.distribute not in DISTRIBUTE:
             bad("distribute", f"expected one of {', '.join(DISTRIBUTE)}")
         if self.jit_compile and self.distribute != "none":

@@ -29,8 +29,10 @@ flags.DEFINE_string("json", None, "write the report as JSON to this file")
 flags.DEFINE_list("files", ["primary", "firstorder", "normvariants", "float64"],
                   "which fixture files to check (primary, firstorder, normvariants, float64)")
 flags.DEFINE_bool("quiet", False, "print only failures and the summary")
-flags.DEFINE_enum("layout", "auto", ["auto", "list", "stacked"],
+flags.DEFINE_enum("layout", "auto", ["auto", "list", "stacked", "chunked"],
                   "conv nets' per-task activation layout to check (maml_tf.main's --task_layout)")
+flags.DEFINE_integer("chunks", 0, "groups of tasks for --layout=chunked (maml_tf.main's --task_chunks; 0: auto; "
+                     "1 stacks a fixture's tasks into one chunk)")
 flags.DEFINE_bool("fused_moments", False, "check the norm layers' hand-written moments gradient "
                   "(maml_tf.main's --fused_moments_grad; named apart from it: both modules load in one process)")
 
@@ -173,15 +175,17 @@ class Checker:
                          "after 3 steps vs numpy TF1 Adam on our gradients: 1e-6 abs", "abs")
 
 
-def check(path: str, which: list[str], dump: str | None = None, log=print, task_layout: str = "auto",
-          fused_moments_grad: bool = False) -> Checker:
+def check(path: str, which: list[str], dump: str | None = None, log=print,
+          overrides: dict | None = None) -> Checker:
+    """Compare the fixture at `path` with our computation; `overrides` replaces Config fields of the
+    fixture's flags that must not change the numbers beyond the tolerances (task_layout, ...)."""
     fx = golden.load(path)
     chk = Checker(fx)
     base = fx.files.get("")
     if base is None:
         raise MamlError(f"fixture {path}: the primary npz is missing")
     meta = fx.meta
-    cfg = fx.config(logdir="/tmp/unused").replace(task_layout=task_layout, fused_moments_grad=fused_moments_grad)
+    cfg = fx.config(logdir="/tmp/unused").replace(**(overrides or {}))
     # The fixture harness constructs MAML(test_num_updates=...) itself; use its value, not main.py's.
     test_num_updates = int(meta["test_num_updates"])
     recorded = meta.get("num_post_update_steps_recorded")
@@ -300,7 +304,8 @@ def main(argv) -> None:
     try:
         for path in argv[1:]:
             dump = os.path.join(FLAGS.dump, os.path.basename(path)[:-5]) if FLAGS.dump and len(argv) > 2 else FLAGS.dump
-            chk = check(path, which, dump, task_layout=FLAGS.layout, fused_moments_grad=FLAGS.fused_moments)
+            chk = check(path, which, dump, overrides=dict(task_layout=FLAGS.layout, task_chunks=FLAGS.chunks,
+                                                          fused_moments_grad=FLAGS.fused_moments))
             print(format_table(chk, FLAGS.quiet), flush=True)
             failed += sum(not r.ok for r in chk.rows)
             report.append({"fixture": path, "case": chk.case,

@@ -64,7 +64,7 @@ def check_same_data(stream, saved: str | bytes | None, prefix: str) -> None:
                         "Point --data_dir at the data the run started with, or use another --logdir")
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -92,7 +92,7 @@ def thread_plan(cfg: Config) -> tuple[int, int]:
         return 0, 0
     if cfg.conv and cfg.max_pool:
         return 0, 1
-    return 1, _cpu_count()
+    return 1, cpu_count()
 
 
 def set_threads(cfg: Config) -> tuple[int, int]:

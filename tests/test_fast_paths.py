@@ -57,22 +57,25 @@ def _image_batch(cfg: Config, seed: int) -> tuple:
     pytest.param(dict(norm="layer_norm", max_pool=True), True, marks=pytest.mark.slow),
 ])
 def test_task_layouts_compute_the_same_meta_gradients(extra, stop_grad):
-    """--task_layout list (per-task tensors between convolutions) and stacked: same numbers in float64,
-    second order with batch norm and strided convs (Omniglot); the slow set adds layer norm with max-pool
-    and first order."""
-    base = Config(datasource="omniglot", num_classes=3, update_batch_size=1, meta_batch_size=2,
+    """--task_layout list (per-task tensors between convolutions), stacked and chunked (2 groups of the 3
+    tasks): same numbers in float64, second order with batch norm and strided convs (Omniglot); the slow
+    set adds layer norm with max-pool and first order."""
+    base = Config(datasource="omniglot", num_classes=3, update_batch_size=1, meta_batch_size=3,
                   num_filters=4, num_updates=2, update_lr=0.4, stop_grad=stop_grad, **extra)
     batch = _image_batch(base, 5)
     results = {}
-    for layout in ("list", "stacked"):
-        learner = build(base.replace(task_layout=layout), dtype="float64")
+    for layout in ("list", "stacked", "chunked"):
+        chunks = dict(task_chunks=2) if layout == "chunked" else {}  # 2 groups of the 3 tasks
+        learner = build(base.replace(task_layout=layout, **chunks), dtype="float64")
         assert {layer.layout for layer in learner.model.stack if hasattr(layer, "layout")} == {layout}
         grads, out = learner.meta_gradients(batch)
         results[layout] = ([g.numpy() for g in grads], out["outputbs"].numpy())
-    (g_list, o_list), (g_stacked, o_stacked) = results["list"], results["stacked"]
-    np.testing.assert_allclose(o_list, o_stacked, rtol=1e-12, atol=1e-12)
-    for a, b in zip(g_list, g_stacked):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    g_list, o_list = results["list"]
+    for other in ("stacked", "chunked"):
+        g_other, o_other = results[other]
+        np.testing.assert_allclose(o_list, o_other, rtol=1e-12, atol=1e-12)
+        for a, b in zip(g_list, g_other):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert any(np.abs(g).max() > 1e-6 for g in g_list)
 
 
@@ -134,7 +137,7 @@ def test_fused_sums_gradient_is_exact_to_second_order():
 
 
 def test_task_layout_flag_is_checked():
-    with pytest.raises(MamlError, match="--task_layout='columns': expected one of auto, list, stacked"):
+    with pytest.raises(MamlError, match="--task_layout='columns': expected one of auto, list, stacked, chunked"):
         Config(datasource="omniglot").replace(task_layout="columns")
 
 
@@ -150,3 +153,21 @@ def test_task_layout_auto_follows_the_thread_pools():
     assert task_layout(Config(datasource="omniglot", inter_op_threads=1)) == "stacked"
     assert task_layout(Config(datasource="miniimagenet", max_pool=True, thread_pools="tf")) == "list"
     assert task_layout(Config(datasource="miniimagenet", task_layout="list")) == "list"
+
+
+def test_task_chunks_follow_the_ops_run_at_once():
+    """The chunked layout has 4 groups of tasks per op the pools run at once, unless --task_chunks says."""
+    from maml_tf.learner import build, task_chunks
+    from maml_tf.run import cpu_count
+
+    assert task_chunks(Config(datasource="omniglot", intra_op_threads=1, inter_op_threads=3)) == 12
+    assert task_chunks(Config(datasource="omniglot", thread_pools="tf")) == 4 * cpu_count()
+    assert task_chunks(Config(datasource="miniimagenet", max_pool=True, intra_op_threads=2,
+                              inter_op_threads=1)) == 4
+    assert task_chunks(Config(datasource="omniglot", task_chunks=3)) == 3
+    with pytest.raises(MamlError, match="--task_chunks=-1: must be >= 0"):
+        Config(datasource="omniglot").replace(task_chunks=-1)
+    learner = build(Config(datasource="omniglot", num_classes=3, num_filters=4, meta_batch_size=5,
+                           task_layout="chunked", task_chunks=3))
+    convs = [layer for layer in learner.model.stack if hasattr(layer, "chunks")]
+    assert {(c.layout, c.chunks) for c in convs} == {("chunked", 3)}

@@ -90,13 +90,15 @@ def test_golden_parity_case_C_omniglot_conv_batch_norm(golden_dir, variants):
 
 
 @pytest.mark.slow
-def test_golden_parity_case_C_with_the_fused_moments_gradient(golden_dir):
-    """--fused_moments_grad groups float32 additions differently: the float64 rebuild at 1e-9 and the
-    float32 outputs, losses, accuracies and meta-gradients must hold; the Adam-step trajectories
-    (after1/after3 and their replay) are rounding-chaotic by construction, so issue 14's policy lets
-    them go (they are still reported by `python -m maml_tf.parity --fused_moments`)."""
-    chk = parity.check(str(golden_dir / "case_C.json"), ["primary", "firstorder", "float64"],
-                       fused_moments_grad=True)
+@pytest.mark.parametrize("overrides", [dict(fused_moments_grad=True), dict(task_layout="chunked", task_chunks=1)],
+                         ids=["fused_moments_gradient", "chunked_layout"])
+def test_golden_parity_case_C_on_a_faster_formulation(golden_dir, overrides):
+    """--fused_moments_grad and --task_layout=chunked (here the fixture's 2 tasks in one chunk) group
+    float32 additions differently: the float64 rebuild at 1e-9 and the float32 outputs, losses,
+    accuracies and meta-gradients must hold; the Adam-step trajectories (after1/after3 and their
+    replay) are rounding-chaotic by construction, so issue 14's policy lets them go (they are still
+    reported by `python -m maml_tf.parity --fused_moments` / `--layout=chunked --chunks=1`)."""
+    chk = parity.check(str(golden_dir / "case_C.json"), ["primary", "firstorder", "float64"], overrides=overrides)
     chaotic = lambda r: r.key.startswith(("after1__", "after3__"))  # noqa: E731
     bad = [r for r in chk.rows if not r.ok and not chaotic(r)]
     assert not bad, parity.format_table(chk, quiet=True)

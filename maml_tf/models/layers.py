@@ -11,6 +11,11 @@ the head (`SpatialMean` / `FlattenFeatures`). Stacking after every convolution (
 tensor per layer) costs a Pack, an Unpack and their gradients per layer, and runs each batch-norm
 pass as one single-threaded op over all tasks; per-task ops run two tasks at a time under the
 one-thread-per-op pools, as the reference's map_fn does (bench/README.md, "task layout").
+
+The "chunked" layout sits between the two: the convolutions still run per task (their kernels are),
+but the bias, normalisation, ReLU and pooling run on a few stacked groups of tasks [t, B, ...]: fewer,
+larger ops than the list, yet several at a time for the cores, and less memory (bench/README.md,
+"chunked layout"). In a list of activations, a rank-5 element is such a chunk.
 """
 from __future__ import annotations
 
@@ -19,7 +24,18 @@ import tensorflow as tf
 
 from maml_tf.models.fast_weights import read
 
-TASK_LAYOUTS = ("list", "stacked")
+TASK_LAYOUTS = ("list", "stacked", "chunked")
+
+
+def _is_chunk(xi: tf.Tensor) -> bool:
+    """In a list of activations, a rank-5 element is a chunk of tasks [t, B, H, W, C]; rank 4 is one task."""
+    return xi.shape.rank == 5
+
+
+def _split(n: int, chunks: int) -> list[tuple[int, int]]:
+    """[start, end) of `chunks` contiguous, near-equal groups of n tasks (fewer when n < chunks)."""
+    bounds = [round(i * n / chunks) for i in range(chunks + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def _per_task(w: tf.Tensor, base_rank: int) -> bool:
@@ -63,17 +79,20 @@ class TaskConv2D(keras.layers.Layer):
     """3x3 SAME convolution + bias (stride 2 without max-pool, 1 with), as the reference conv_block.
 
     layout: with per-task kernels, "list" returns the list layout (module docstring), "stacked" one
-    [T, B, ...] tensor. Same numbers; which is faster depends on the thread pools (bench/README.md).
+    [T, B, ...] tensor, "chunked" a list of `chunks` stacked groups of tasks. Same numbers up to float32
+    rounding; which is faster depends on the thread pools (bench/README.md).
     """
 
     def __init__(self, filters: int, strides: int, kernel_name="kernel", bias_name="bias", layout: str = "list",
-                 **kwargs):
+                 chunks: int = 2, **kwargs):
         super().__init__(**kwargs)
         if layout not in TASK_LAYOUTS:
             raise ValueError(f"unknown task layout {layout!r}; expected one of {TASK_LAYOUTS}")
+        if chunks < 1:
+            raise ValueError(f"chunks must be >= 1, got {chunks}")
         self.filters, self.strides = filters, strides
         self.kernel_name, self.bias_name = kernel_name, bias_name
-        self.layout = layout
+        self.layout, self.chunks = layout, chunks
 
     def build(self, input_shape):
         cin = int(input_shape[-1])
@@ -88,6 +107,8 @@ class TaskConv2D(keras.layers.Layer):
             # Per-task kernels: one conv per task, unrolled in the graph (the task count is static
             # wherever fast weights reach a conv: the meta-step and the test protocol trace per shape).
             # The output is in `self.layout` (module docstring).
+            if isinstance(x, list):  # chunks of tasks -> one tensor per task
+                x = [t for xi in x for t in (tf.unstack(xi) if _is_chunk(xi) else [xi])]
             if not isinstance(x, list):
                 if x.shape[0] is None:
                     raise ValueError("TaskConv2D with per-task kernels needs a static task count (axis 0 of the input)")
@@ -97,20 +118,27 @@ class TaskConv2D(keras.layers.Layer):
             if k.shape[0] is not None and len(x) != k.shape[0]:
                 raise ValueError(f"TaskConv2D: {len(x)} tasks of inputs but {k.shape[0]} of kernels")
             ys = [tf.nn.conv2d(xi, ki, s, "SAME") for xi, ki in zip(x, tf.unstack(k))]
-            if self.layout == "list":
+            if self.layout in ("list", "chunked"):
                 bs = tf.unstack(b) if _per_task(b, 1) else [b] * len(x)
-                return [yi + bi for yi, bi in zip(ys, bs)]
+                ys = [yi + bi for yi, bi in zip(ys, bs)]
+                if self.layout == "list":
+                    return ys
+                return [tf.stack(ys[a:e]) for a, e in _split(len(ys), self.chunks)]
             y = tf.stack(ys)
         elif isinstance(x, list):
-            return [tf.nn.conv2d(xi, k, s, "SAME") + b for xi in x]
+            return [_conv_stacked(xi, k, s) + b if _is_chunk(xi) else tf.nn.conv2d(xi, k, s, "SAME") + b for xi in x]
         else:
-            t, n = tf.shape(x)[0], tf.shape(x)[1]
-            h, w, c = x.shape[2], x.shape[3], x.shape[4]
-            y = tf.nn.conv2d(tf.reshape(x, [-1, h, w, c]), k, s, "SAME")
-            y = tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
+            y = _conv_stacked(x, k, s)
         if _per_task(b, 1):
             b = tf.reshape(b, [-1, 1, 1, 1, self.filters])
         return y + b
+
+
+def _conv_stacked(x, k, s):
+    """One shared-kernel convolution over [T, B, H, W, C] (tasks folded into the batch)."""
+    t, n = tf.shape(x)[0], tf.shape(x)[1]
+    y = tf.nn.conv2d(tf.reshape(x, [-1, x.shape[2], x.shape[3], x.shape[4]]), k, s, "SAME")
+    return tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
 
 
 def _sums_fused_grad(x: tf.Tensor, axes: list[int]):
@@ -190,9 +218,9 @@ class BatchNormExact(keras.layers.Layer):
 
     def call(self, x):
         beta = read(self.beta)
-        first = 0 if isinstance(x, list) else 1  # per task: the batch (and spatial) axes of each task
-
         def norm(xi):
+            # per task: the batch (and spatial) axes of each task; a stacked tensor or chunk has the task axis first
+            first = 1 if not isinstance(x, list) or _is_chunk(xi) else 0
             mean, var = _moments(xi, list(range(first, xi.shape.rank - 1)), self.variant, fused_grad=self.fused_grad)
             return _normalize(xi, mean, var, beta, None, self.epsilon)
 
@@ -213,9 +241,8 @@ class LayerNormExact(keras.layers.Layer):
 
     def call(self, x):
         beta, gamma = read(self.beta), read(self.gamma)
-        first = 1 if isinstance(x, list) else 2  # every axis of one example
-
         def norm(xi):
+            first = 2 if not isinstance(x, list) or _is_chunk(xi) else 1  # every axis of one example
             axes = list(range(first, xi.shape.rank))
             if self.variant == "exact":
                 # TF 1.0 nn.moments(shift=None) shifts by stop_gradient(mean); exact, as shown in _moments.
@@ -233,7 +260,7 @@ class TaskMaxPool(keras.layers.Layer):
 
     def call(self, x):
         if isinstance(x, list):
-            return [tf.nn.max_pool2d(xi, 2, 2, "VALID") for xi in x]
+            return [self.call(xi) if _is_chunk(xi) else tf.nn.max_pool2d(xi, 2, 2, "VALID") for xi in x]
         t, n = tf.shape(x)[0], tf.shape(x)[1]
         y = tf.nn.max_pool2d(tf.reshape(x, [-1, x.shape[2], x.shape[3], x.shape[4]]), 2, 2, "VALID")
         return tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
@@ -255,6 +282,8 @@ class SpatialMean(keras.layers.Layer):
 
     def call(self, x):
         if isinstance(x, list):
+            if any(_is_chunk(xi) for xi in x):
+                return tf.concat([tf.reduce_mean(xi, [2, 3]) for xi in x], 0)
             return tf.stack([tf.reduce_mean(xi, [1, 2]) for xi in x])
         return tf.reduce_mean(x, [2, 3])
 
@@ -264,6 +293,8 @@ class FlattenFeatures(keras.layers.Layer):
 
     def call(self, x):
         if isinstance(x, list):
+            if any(_is_chunk(xi) for xi in x):
+                return tf.concat([self.call(xi) for xi in x], 0)
             return tf.stack([tf.reshape(xi, [-1, xi.shape[1] * xi.shape[2] * xi.shape[3]]) for xi in x])
         return tf.reshape(x, tf.concat([tf.shape(x)[:2], [x.shape[2] * x.shape[3] * x.shape[4]]], 0))
 

@@ -32,7 +32,8 @@ class NetSpec:
     w5_init: str = "normal"  # conv head: "normal" (omniglot, stddev 1) or "glorot" (miniimagenet)
     norm_variant: str = "exact"  # "exact" or "tf2" (only to reproduce *_normvariants fixtures)
     dtype: str = "float32"
-    task_layout: str = "list"  # conv only: per-task activations as a list or stacked (layers.py); speed only
+    task_layout: str = "list"  # conv only: per-task activations as a list, stacked or chunked (layers.py); speed only
+    task_chunks: int = 2  # conv, chunked layout only: groups of tasks between the convolutions
     fused_moments_grad: bool = False  # norm layers: one hand-written gradient for the moments' sums; memory/speed only
 
 
@@ -113,7 +114,8 @@ def build_model(spec: NetSpec, seed: int | None = None) -> MetaModel:
         stack.append(L.ToImage(size, spec.channels, name="to_image", dtype=dt))
         for i in range(4):
             conv = L.TaskConv2D(spec.num_filters, 1 if spec.max_pool else 2, kernel_name=f"conv{i + 1}",
-                                bias_name=f"b{i + 1}", layout=spec.task_layout, name=f"conv{i + 1}", dtype=dt)
+                                bias_name=f"b{i + 1}", layout=spec.task_layout, chunks=spec.task_chunks,
+                                name=f"conv{i + 1}", dtype=dt)
             stack.append(conv)
             names.append((conv, [(f"model/conv{i + 1}", True), (_unnamed(i), True)]))
             norm = _norm_layer(spec, str(i))
