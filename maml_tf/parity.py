@@ -18,6 +18,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from maml_tf.config import TASK_LAYOUTS
 from maml_tf.errors import MamlError
 from maml_tf.reference import golden
 from maml_tf.reference.compute import FORWARD_KEYS, compute, replay_tf1_adam
@@ -29,7 +30,7 @@ flags.DEFINE_string("json", None, "write the report as JSON to this file")
 flags.DEFINE_list("files", ["primary", "firstorder", "normvariants", "float64"],
                   "which fixture files to check (primary, firstorder, normvariants, float64)")
 flags.DEFINE_bool("quiet", False, "print only failures and the summary")
-flags.DEFINE_enum("layout", "auto", ["auto", "list", "stacked", "chunked"],
+flags.DEFINE_enum("layout", "auto", list(TASK_LAYOUTS),
                   "conv nets' per-task activation layout to check (maml_tf.main's --task_layout)")
 flags.DEFINE_integer("chunks", 0, "groups of tasks for --layout=chunked (maml_tf.main's --task_chunks; 0: auto; "
                      "1 stacks a fixture's tasks into one chunk)")

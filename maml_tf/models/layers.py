@@ -134,11 +134,16 @@ class TaskConv2D(keras.layers.Layer):
         return y + b
 
 
-def _conv_stacked(x, k, s):
-    """One shared-kernel convolution over [T, B, H, W, C] (tasks folded into the batch)."""
+def _folded(fn, x: tf.Tensor) -> tf.Tensor:
+    """`fn` on [T, B, H, W, C] with the tasks folded into the batch ([T*B, H, W, C]), unfolded after."""
     t, n = tf.shape(x)[0], tf.shape(x)[1]
-    y = tf.nn.conv2d(tf.reshape(x, [-1, x.shape[2], x.shape[3], x.shape[4]]), k, s, "SAME")
+    y = fn(tf.reshape(x, [-1, x.shape[2], x.shape[3], x.shape[4]]))
     return tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
+
+
+def _conv_stacked(x, k, s):
+    """One shared-kernel convolution over [T, B, H, W, C]."""
+    return _folded(lambda images: tf.nn.conv2d(images, k, s, "SAME"), x)
 
 
 def _sums_fused_grad(x: tf.Tensor, axes: list[int]):
@@ -261,9 +266,7 @@ class TaskMaxPool(keras.layers.Layer):
     def call(self, x):
         if isinstance(x, list):
             return [self.call(xi) if _is_chunk(xi) else tf.nn.max_pool2d(xi, 2, 2, "VALID") for xi in x]
-        t, n = tf.shape(x)[0], tf.shape(x)[1]
-        y = tf.nn.max_pool2d(tf.reshape(x, [-1, x.shape[2], x.shape[3], x.shape[4]]), 2, 2, "VALID")
-        return tf.reshape(y, tf.concat([[t, n], tf.shape(y)[1:]], 0))
+        return _folded(lambda images: tf.nn.max_pool2d(images, 2, 2, "VALID"), x)
 
 
 class ToImage(keras.layers.Layer):
