@@ -368,3 +368,22 @@ def test_fig2_reads_the_shipped_checkpoint_when_the_logs_are_gone(tmp_path):
     assert p[0].shape == p[1].shape == p[10].shape == (20,)
     err = lambda y: float(np.mean((y - p["truth"]) ** 2))  # noqa: E731
     assert err(p[10]) < err(p[0])  # the meta-trained init adapts to the task
+
+
+def test_table1_distance_reads_the_paper_interval_off_the_records():
+    """Inside, above and below the paper's interval, at the paper's evaluation step count (3 for 5-way)."""
+    from maml_tf.experiments.results import table1_distance
+
+    def acc(at3, ci=0.001):
+        return [{"K": 1, "metric": "accuracy", "means": [0.2, 0.5, 0.6, at3] + [0.0] * 7, "ci95": [ci] * 11}]
+    records = {"omniglot_5way1shot": _record("omniglot_5way1shot", results=acc(0.988)),          # paper 98.7 ± 0.4
+               "omniglot_5way5shot": _record("omniglot_5way5shot", results=acc(0.9957, 0.0011)),  # paper 99.9 ± 0.1
+               "omniglot_5way1shot_fc": _record("omniglot_5way1shot_fc", results=acc(0.92)),      # paper 89.7 ± 1.1
+               "omniglot_20way1shot": _record("omniglot_20way1shot", status="in progress: iteration 5 of 60,000")}
+    lines = {ln.split("`")[1]: ln for ln in table1_distance(records)}
+    assert set(lines) == {"omniglot_5way1shot", "omniglot_5way5shot", "omniglot_5way1shot_fc"}
+    assert "98.80 ± 0.10 after 3 steps" in lines["omniglot_5way1shot"]
+    assert "inside the paper's interval" in lines["omniglot_5way1shot"]
+    assert "below the paper's interval by 0.23 points" in lines["omniglot_5way5shot"]
+    assert "-0.33 points from its mean; the intervals do not overlap" in lines["omniglot_5way5shot"]
+    assert "above the paper's interval by 1.20 points" in lines["omniglot_5way1shot_fc"]

@@ -90,6 +90,35 @@ def _table1_cell(r: dict, paper_steps: int | None) -> str:
     return cell + ("; " + "; ".join(others) if others else "")
 
 
+def table1_distance(records: dict[str, dict]) -> list[str]:
+    """One line per finished Table 1 row: where ours sits against the paper's interval, in points.
+
+    Computed from the records at the paper's evaluation step count (appendix A.1), so the comparison
+    the issue asks for ("within its interval?") is read off the script's numbers, never typed in.
+    """
+    lines = []
+    for exp in _of("table1"):
+        s = exp.spec
+        paper = TABLE1.get((s["source"], s["ways"], s["shots"], s["net"], s["order"]))
+        rec = records.get(exp.name)
+        if paper is None or _status(rec) is not None:
+            continue
+        r = rec["results"][0]
+        k = min(PAPER_EVAL_STEPS.get((s["source"], s["ways"]), len(r["means"]) - 1), len(r["means"]) - 1)
+        mean, ci = 100 * r["means"][k], 100 * r["ci95"][k]
+        lo, hi = paper[0] - paper[1], paper[0] + paper[1]
+        if lo <= mean <= hi:
+            where = "inside the paper's interval"
+        else:
+            gap = mean - hi if mean > hi else lo - mean
+            where = f"{'above' if mean > hi else 'below'} the paper's interval by {gap:.2f} points"
+        overlap = "overlap" if mean - ci <= hi and mean + ci >= lo else "do not overlap"
+        lines.append(f"- `{exp.name}`: {_pm(mean, ci)} after {k} step{'s' if k != 1 else ''} vs the paper's "
+                     f"{paper[0]} ± {paper[1]}: {where} ({mean - paper[0]:+.2f} points from its mean; "
+                     f"the intervals {overlap}).")
+    return lines
+
+
 def sinusoid_table(records: dict[str, dict]) -> list[str]:
     rows = []
     for exp in _of("sinusoid"):
@@ -200,6 +229,9 @@ def assemble(results_dir: str, records: dict[str, dict], quick: bool, figures: d
                          rl_table(env, records)))
     for title, table in sections:
         lines += [f"## {title}", ""] + table + [""]
+        if title.startswith("Table 1") and table1_distance(records):
+            lines += ["Distance from the paper at its evaluation step count (why, where a row falls outside: "
+                      "the main README's \"Pretrained meta-initialisations\"):", ""] + table1_distance(records) + [""]
     lines += ["## Figures", ""]
     if figures:
         for caption, fn in figures.items():
