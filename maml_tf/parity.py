@@ -40,6 +40,11 @@ flags.DEFINE_bool("fused_moments", False, "check the norm layers' hand-written m
 FORWARD_RTOL = 1e-5
 FLOAT64_RTOL = 1e-9
 CASE_METAGRAD_RTOL = {"A": 1e-4, "B": 1e-4, "C": 1e-4, "D": 3e-4, "E": 3e-2, "F": 1e-4, "G": 1e-4}
+# The float32 tf2_moments meta-gradients of case C hinge on a ReLU input within 1e-7 of zero (golden
+# README, "Environment sensitivity"): CPUs whose oneDNN kernels round differently (an AVX-512 Xeon
+# here) land it on the other side and move them by up to 16%. 0.2 still tells the two moment formulas
+# apart (they differ by 0.29-0.82 in C); the variant is pinned at 1e-9 by the float64 file.
+NORMVARIANT_F32_RTOL = {"C": 0.2}
 AFTER3_POLICY = {"A": "rel", "B": "rel", "C": "abs", "F": "abs"}  # others: chaotic in float32 (README)
 
 
@@ -116,6 +121,11 @@ class Checker:
                 continue
             if float64:
                 self.compare(file, rk, ours[k], ref[rk], FLOAT64_RTOL, "float64 rebuild: rtol 1e-9")
+            elif prefix.startswith("tf2_moments") and self.case in NORMVARIANT_F32_RTOL:
+                rtol = NORMVARIANT_F32_RTOL[self.case]
+                self.compare(file, rk, ours[k], ref[rk], rtol,
+                             f"float32 tf2_moments meta-gradient, case {self.case}: rtol {rtol:g} (a ReLU input "
+                             f"within 1e-7 of zero; README environment sensitivity; float64 file at 1e-9)")
             else:
                 rtol, why = self.metagrad_rtol(var)
                 self.compare(file, rk, ours[k], ref[rk], rtol, why)
