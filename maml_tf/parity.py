@@ -45,6 +45,9 @@ CASE_METAGRAD_RTOL = {"A": 1e-4, "B": 1e-4, "C": 1e-4, "D": 3e-4, "E": 3e-2, "F"
 # here) land it on the other side and move them by up to 16%. 0.2 still tells the two moment formulas
 # apart (they differ by 0.29-0.82 in C); the variant is pinned at 1e-9 by the float64 file.
 NORMVARIANT_F32_RTOL = {"C": 0.2}
+# The same README gives the tf2_moments forward values as equal to the primary's "to about 1e-5 (up to
+# about 1% in D/E)"; on the AVX-512 Xeon case E's float32 outputs land at 1.35e-5 of the fixture.
+NORMVARIANT_F32_FORWARD_RTOL = {"D": 1e-4, "E": 1e-4}
 AFTER3_POLICY = {"A": "rel", "B": "rel", "C": "abs", "F": "abs"}  # others: chaotic in float32 (README)
 
 
@@ -105,6 +108,8 @@ class Checker:
                 self.compare(file, rk, ours[k], ref[rk], 1e-6, "accuracies: equal (same argmax)", "abs")
             else:
                 tol = FLOAT64_RTOL if float64 else FORWARD_RTOL
+                if not float64 and prefix.startswith("tf2_moments") and self.case in NORMVARIANT_F32_FORWARD_RTOL:
+                    tol = NORMVARIANT_F32_FORWARD_RTOL[self.case]
                 self.compare(file, rk, ours[k], ref[rk], tol, f"losses/outputs rtol {tol:g}")
         grad_keys = [k for k in ref if k.startswith(prefix + "metagrad")]
         scale = max(float(np.abs(ref[k]).max()) for k in grad_keys) if grad_keys else 0.0
