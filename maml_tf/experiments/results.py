@@ -229,9 +229,10 @@ def assemble(results_dir: str, records: dict[str, dict], quick: bool, figures: d
                          rl_table(env, records)))
     for title, table in sections:
         lines += [f"## {title}", ""] + table + [""]
-        if title.startswith("Table 1") and table1_distance(records):
+        distance = table1_distance(records) if title.startswith("Table 1") else []
+        if distance:
             lines += ["Distance from the paper at its evaluation step count (why, where a row falls outside: "
-                      "the main README's \"Pretrained meta-initialisations\"):", ""] + table1_distance(records) + [""]
+                      "the main README's \"Pretrained meta-initialisations\"):", ""] + distance + [""]
     lines += ["## Figures", ""]
     if figures:
         for caption, fn in figures.items():
